@@ -1,0 +1,47 @@
+# The two commands that matter: `make run` and `make test` (see README.md).
+# Both install what is missing: a virtualenv in .venv with the platform and its
+# dependencies, the Kafka jars (Maven Central, cached outside the repo) and, if needed,
+# Debian's PostgreSQL.
+
+PYTHON ?= $(shell command -v python3.11 || command -v python3)
+VENV := .venv
+PY := $(VENV)/bin/python
+DEVSTACK := $(PY) deploy/local/devstack.py
+INSTALLED := $(VENV)/.installed
+
+.PHONY: install run test test-unit infra infra-down status schemas
+
+install: $(INSTALLED)
+
+$(INSTALLED): pyproject.toml contracts/pyproject.toml
+	@test -n "$(PYTHON)" || { echo "Python 3.11 is required (python3.11 or python3 on PATH)" >&2; exit 1; }
+	@test -x $(PY) || $(PYTHON) -m venv $(VENV)
+	$(PY) -m pip install -q --disable-pip-version-check --upgrade pip
+	$(PY) -m pip install -q --disable-pip-version-check -e ./contracts -e '.[dev]'
+	@touch $@
+
+## Kafka, PostgreSQL and the services in the foreground; Ctrl-C stops all.
+run: install
+	$(DEVSTACK) run
+
+## Every test: unit, integration (real Kafka and PostgreSQL) and end-to-end.
+## pytest's exit code 5 (no test collected) is a failure, not a pass.
+test: install
+	@$(PY) -m pytest $(PYTEST_ARGS); rc=$$?; \
+	if [ $$rc -eq 5 ]; then echo "make test: pytest collected no test" >&2; exit 1; fi; exit $$rc
+
+test-unit: install
+	$(PY) -m pytest tests/unit -q
+
+infra: install
+	$(DEVSTACK) up
+
+infra-down:
+	$(DEVSTACK) down
+
+status:
+	@python3 deploy/local/devstack.py status
+
+## Re-export contracts/schemas/ and contracts/asyncapi.json after changing a model.
+schemas: install
+	$(PY) -m alfi_contracts.export

@@ -1,0 +1,139 @@
+"""Closed vocabularies and constrained scalar types: no free text travels on the bus."""
+
+from __future__ import annotations
+
+import re
+from datetime import date
+from enum import StrEnum
+from typing import Annotated
+from uuid import UUID
+
+from pydantic import AfterValidator, BeforeValidator, Field, StringConstraints
+
+
+class Programme(StrEnum):
+    PENSION_DE_FAMILLE = "pension_de_famille"
+    JEUNES_ASE = "jeunes_ase"
+    RESIDENCE_JEUNES_ACTIFS = "residence_jeunes_actifs"
+    LOCATAIRES_PARC_SOCIAL = "locataires_parc_social"
+    MENAGES_UKRAINIENS = "menages_ukrainiens"
+    MASP2 = "masp2"
+    MOUS = "mous"
+    FNAVDL = "fnavdl"
+
+
+class ClosureOutcome(StrEnum):
+    REHOUSED = "rehoused"
+    HANDED_OVER = "handed_over"
+    MOVED_AWAY = "moved_away"
+    ENDED = "ended"
+    OTHER = "other"
+
+
+class InterviewMode(StrEnum):
+    OFFICE = "office"
+    HOME_VISIT = "home_visit"
+    PHONE = "phone"
+    VIDEO = "video"
+    OUTSIDE = "outside"
+
+
+class InterviewTopic(StrEnum):
+    RIGHTS = "rights"
+    BUDGET = "budget"
+    HOUSING = "housing"
+    HEALTH = "health"
+    EMPLOYMENT = "employment"
+    CHILDCARE = "childcare"
+    ADMINISTRATIVE = "administrative"
+    ENERGY = "energy"
+    FOOD = "food"
+    LANGUAGE = "language"
+    OTHER = "other"
+
+
+class CancellationReason(StrEnum):
+    ENTERED_IN_ERROR = "entered_in_error"
+    DUPLICATE = "duplicate"
+    HOUSEHOLD_ABSENT = "household_absent"
+    OTHER = "other"
+
+
+class WorkshopTheme(StrEnum):
+    BUDGET = "budget"
+    ENERGY_SAVING = "energy_saving"
+    HEALTH_PREVENTION = "health_prevention"
+    FOOD_INSECURITY = "food_insecurity"
+    HOUSING_SEARCH = "housing_search"
+    OTHER = "other"
+
+
+class Severity(StrEnum):
+    CONCERN = "concern"
+    SERIOUS = "serious"
+    CRITICAL = "critical"
+
+
+class SituationReason(StrEnum):
+    HEALTH = "health"
+    RENT_ARREARS = "rent_arrears"
+    ISOLATION = "isolation"
+    CHILD_PROTECTION = "child_protection"
+    VIOLENCE = "violence"
+    NEIGHBOURHOOD_CONFLICT = "neighbourhood_conflict"
+    HOUSING_CONDITIONS = "housing_conditions"
+    OTHER = "other"
+
+
+class ReviewDecision(StrEnum):
+    MONITOR = "monitor"
+    REFER_PARTNER = "refer_partner"
+    URGENT_ACTION = "urgent_action"
+    CLOSE = "close"
+
+
+class SituationOutcome(StrEnum):
+    STABILISED = "stabilised"
+    REFERRED = "referred"
+    REHOUSED = "rehoused"
+    OTHER = "other"
+
+
+_ISO_DATE = re.compile(r"^\d{4}-\d{2}-\d{2}$")
+
+
+def _iso_date(value: object) -> object:
+    # pydantic's lax date also takes timestamps and other shapes; the contract is ISO only.
+    if isinstance(value, str) and not _ISO_DATE.match(value):
+        raise ValueError("must be an ISO date YYYY-MM-DD")
+    if isinstance(value, (int, float)):
+        raise ValueError("must be an ISO date YYYY-MM-DD, not a number")
+    return value
+
+
+def _unique(values: list) -> list:
+    if len(set(values)) != len(values):
+        raise ValueError("must not repeat a value")
+    return values
+
+
+IsoDate = Annotated[date, BeforeValidator(_iso_date)]
+"""A calendar date written `YYYY-MM-DD`."""
+
+Slug = Annotated[
+    str, StringConstraints(pattern=r"^[a-z0-9]+(?:-[a-z0-9]+)*$", min_length=2, max_length=64)
+]
+"""A lowercase slug naming a territory, residence or landlord (`antin-residences`)."""
+
+WorkerId = Annotated[str, StringConstraints(pattern=r"^[a-z]{2,4}-[0-9]{3,6}$")]
+"""A pseudonymous social worker id (`sw-017`): never a name."""
+
+Id = UUID
+"""Household, interview, workshop, rehousing, situation and meeting ids are UUIDs."""
+
+UniqueList = AfterValidator(_unique)
+
+Adults = Annotated[int, Field(ge=1, le=20)]
+Children = Annotated[int, Field(ge=0, le=30)]
+Participants = Annotated[int, Field(ge=0, le=500)]
+DurationMinutes = Annotated[int, Field(ge=1, le=600)]

@@ -1,0 +1,1 @@
+"""The platform's four services and the code they share (services.common)."""

@@ -1,0 +1,103 @@
+"""Which Kafka and PostgreSQL the tests use, in DESIGN.md's order:
+
+1. the addresses in KAFKA_BOOTSTRAP_SERVERS / DATABASE_URL when set;
+2. testcontainers when a Docker engine answers (official apache/kafka and postgres images);
+3. else the local launcher (deploy/local/devstack.py), started once per test session and
+   stopped at the end if this session started it.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import importlib.util
+import os
+import sys
+from collections.abc import Iterator
+from pathlib import Path
+
+REPO = Path(__file__).resolve().parents[1]
+KAFKA_IMAGE = "apache/kafka:4.1.1"
+POSTGRES_IMAGE = "postgres:16-alpine"
+
+
+def load_devstack():
+    """deploy/local/devstack.py is a script, not a package: load it by path, once."""
+    if "devstack" in sys.modules:
+        return sys.modules["devstack"]
+    spec = importlib.util.spec_from_file_location("devstack", REPO / "deploy/local/devstack.py")
+    assert spec and spec.loader
+    module = importlib.util.module_from_spec(spec)
+    sys.modules["devstack"] = module
+    spec.loader.exec_module(module)
+    return module
+
+
+def docker_answers() -> bool:
+    try:
+        import docker  # testcontainers' dependency
+
+        docker.from_env(timeout=3).ping()
+        return True
+    except Exception:  # noqa: BLE001 - any failure means "no engine here"
+        return False
+
+
+@contextlib.contextmanager
+def kafka() -> Iterator[str]:
+    if os.environ.get("KAFKA_BOOTSTRAP_SERVERS"):
+        yield os.environ["KAFKA_BOOTSTRAP_SERVERS"]
+    elif docker_answers():
+        yield from _kafka_container()
+    else:
+        devstack = load_devstack()
+        was_running = devstack.status()["kafka"] == "running"
+        bootstrap = devstack.kafka_up()
+        try:
+            yield bootstrap
+        finally:
+            if not was_running:
+                devstack.kafka_down()
+
+
+def _kafka_container() -> Iterator[str]:  # pragma: no cover - needs a Docker engine
+    from testcontainers.core.container import DockerContainer
+    from testcontainers.core.waiting_utils import wait_for_logs
+
+    container = (
+        DockerContainer(KAFKA_IMAGE)
+        .with_bind_ports(9092, 9092)
+        .with_env("KAFKA_NODE_ID", "1")
+        .with_env("KAFKA_PROCESS_ROLES", "broker,controller")
+        .with_env("KAFKA_LISTENERS", "PLAINTEXT://:9092,CONTROLLER://:9093")
+        .with_env("KAFKA_ADVERTISED_LISTENERS", "PLAINTEXT://127.0.0.1:9092")
+        .with_env("KAFKA_CONTROLLER_LISTENER_NAMES", "CONTROLLER")
+        .with_env("KAFKA_CONTROLLER_QUORUM_VOTERS", "1@localhost:9093")
+        .with_env("KAFKA_OFFSETS_TOPIC_REPLICATION_FACTOR", "1")
+        .with_env("KAFKA_TRANSACTION_STATE_LOG_REPLICATION_FACTOR", "1")
+        .with_env("KAFKA_TRANSACTION_STATE_LOG_MIN_ISR", "1")
+        .with_env("KAFKA_GROUP_INITIAL_REBALANCE_DELAY_MS", "0")
+        .with_env("KAFKA_NUM_PARTITIONS", "6")
+    )
+    with container:
+        wait_for_logs(container, "Kafka Server started", timeout=120)
+        yield "127.0.0.1:9092"
+
+
+@contextlib.contextmanager
+def postgres() -> Iterator[str]:
+    devstack = load_devstack()
+    if os.environ.get("DATABASE_URL") and devstack.database_answers(os.environ["DATABASE_URL"]):
+        yield os.environ["DATABASE_URL"]
+    elif docker_answers():  # pragma: no cover - needs a Docker engine
+        from testcontainers.postgres import PostgresContainer
+
+        with PostgresContainer(POSTGRES_IMAGE, driver=None) as container:
+            yield container.get_connection_url()
+    else:
+        was_running = devstack.status()["postgres"] == "running"
+        url = devstack.pg_up()
+        try:
+            yield url
+        finally:
+            if not was_running:
+                devstack.pg_down()
