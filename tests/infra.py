@@ -11,6 +11,9 @@ from __future__ import annotations
 import contextlib
 import importlib.util
 import os
+import shutil
+import tempfile
+from dataclasses import dataclass
 import sys
 from collections.abc import Iterator
 from pathlib import Path
@@ -42,21 +45,50 @@ def docker_answers() -> bool:
         return False
 
 
+TEST_KAFKA_PORT = 19092
+
+
+@dataclass
+class Kafka:
+    """The broker of this test session. `local` is set when the tests own it (and so
+    may stop and restart it, for fault tests)."""
+
+    bootstrap: str
+    local: tuple[object, Path, int] | None = None
+
+    def stop(self, kill: bool = False) -> None:
+        devstack, root, _ = self._own()
+        devstack.kafka_down(root, kill=kill)
+
+    def start(self) -> None:
+        devstack, root, port = self._own()
+        devstack.kafka_up(port=port, root=root)
+
+    def _own(self) -> tuple:
+        if self.local is None:
+            raise RuntimeError("this broker was given from outside; the tests cannot stop it")
+        return self.local
+
+
 @contextlib.contextmanager
-def kafka() -> Iterator[str]:
+def kafka() -> Iterator[Kafka]:
     if os.environ.get("KAFKA_BOOTSTRAP_SERVERS"):
-        yield os.environ["KAFKA_BOOTSTRAP_SERVERS"]
+        yield Kafka(os.environ["KAFKA_BOOTSTRAP_SERVERS"])
     elif docker_answers():
-        yield from _kafka_container()
+        for bootstrap in _kafka_container():
+            yield Kafka(bootstrap)
     else:
+        # A throwaway broker of the session's own, on its own port, so the tests never
+        # see what `make run` or an earlier session left on the topics.
         devstack = load_devstack()
-        was_running = devstack.status()["kafka"] == "running"
-        bootstrap = devstack.kafka_up()
+        root = Path(tempfile.mkdtemp(prefix="alfi-test-kafka-"))
+        port = int(os.environ.get("ALFI_TEST_KAFKA_PORT", TEST_KAFKA_PORT))
+        handle = Kafka(devstack.kafka_up(port=port, root=root), (devstack, root, port))
         try:
-            yield bootstrap
+            yield handle
         finally:
-            if not was_running:
-                devstack.kafka_down()
+            devstack.kafka_down(root)
+            shutil.rmtree(root, ignore_errors=True)
 
 
 def _kafka_container() -> Iterator[str]:  # pragma: no cover - needs a Docker engine

@@ -138,8 +138,8 @@ class KafkaPaths:
         return self.root / "server.properties"
 
 
-def kafka_paths() -> KafkaPaths:
-    return KafkaPaths(state_dir() / "kafka")
+def kafka_paths(root: Path | None = None) -> KafkaPaths:
+    return KafkaPaths(root or state_dir() / "kafka")
 
 
 def require_tool(name: str, hint: str) -> str:
@@ -187,24 +187,22 @@ def kafka_lib_dir() -> Path:
     return lib
 
 
-def kafka_bootstrap() -> str:
-    return os.environ.get("KAFKA_BOOTSTRAP_SERVERS") or f"127.0.0.1:{kafka_port()}"
-
-
 def kafka_port() -> int:
     return int(os.environ.get("ALFI_KAFKA_PORT", "9092"))
 
 
-def kafka_up(timeout: float = 180.0) -> str:
-    """Start the local broker unless one is already ours and running; return bootstrap."""
-    if os.environ.get("KAFKA_BOOTSTRAP_SERVERS"):
+def kafka_up(timeout: float = 180.0, *, port: int | None = None, root: Path | None = None) -> str:
+    """Start the local broker unless one is already ours and running; return bootstrap.
+
+    `port` and `root` give a separate broker (the tests use a throwaway one)."""
+    if os.environ.get("KAFKA_BOOTSTRAP_SERVERS") and port is None:
         return os.environ["KAFKA_BOOTSTRAP_SERVERS"]
-    port = kafka_port()
+    port = port or kafka_port()
     controller_port = port + 1
-    paths = kafka_paths()
+    paths = kafka_paths(root)
     pid = read_pid(paths.pid)
     if pid and port_open("127.0.0.1", port):
-        return kafka_bootstrap()
+        return f"127.0.0.1:{port}"
     if pid:
         log(f"a previous broker (pid {pid}) is not answering; stopping it")
         stop_pid(pid, "kafka")
@@ -253,18 +251,24 @@ def kafka_up(timeout: float = 180.0) -> str:
             raise DevstackError(f"Kafka exited with {process.returncode}:\n{tail(paths.log, offset)}")
         if KAFKA_READY_LINE in tail(paths.log, offset, limit=None):
             log(f"Kafka ready in {time.monotonic() - started:.1f}s")
-            return kafka_bootstrap()
+            return f"127.0.0.1:{port}"
         time.sleep(0.25)
     stop_pid(process.pid, "kafka")
     raise DevstackError(f"Kafka did not start within {timeout:.0f}s:\n{tail(paths.log, offset)}")
 
 
-def kafka_down() -> None:
-    pid = read_pid(kafka_paths().pid)
+def kafka_down(root: Path | None = None, *, kill: bool = False) -> None:
+    paths = kafka_paths(root)
+    pid = read_pid(paths.pid)
     if pid:
-        log("stopping Kafka")
-        stop_pid(pid, "kafka")
-    kafka_paths().pid.unlink(missing_ok=True)
+        log("killing Kafka" if kill else "stopping Kafka")
+        if kill:
+            os.killpg(pid, signal.SIGKILL)
+            while pid_alive(pid):
+                time.sleep(0.1)
+        else:
+            stop_pid(pid, "kafka")
+    paths.pid.unlink(missing_ok=True)
 
 
 def tail(path: Path, offset: int = 0, limit: int | None = 4000) -> str:
@@ -427,7 +431,11 @@ def pg_down() -> None:
 # --------------------------------------------------------------------------- run
 
 # (name, python module started with `python -m`, port): filled in as services land.
-SERVICES: list[tuple[str, str, int]] = []
+SERVICES: list[tuple[str, str, int]] = [
+    ("intake", "services.intake", 8001),
+    ("casework", "services.casework", 8002),
+    ("veille", "services.veille", 8003),
+]
 
 
 def run_foreground() -> int:

@@ -1,4 +1,4 @@
-"""SQL migrations: numbered `.sql` files applied once, in order, into one schema.
+"""SQL migrations: `.sql` files applied once, in the order given, into one schema.
 
 Written by hand (about fifty lines) because the migration tools on PyPI bring a second
 database driver (SQLAlchemy/psycopg) for what is here: an advisory lock so concurrent
@@ -22,9 +22,13 @@ def _checksum(sql: str) -> str:
     return hashlib.sha256(sql.encode()).hexdigest()
 
 
-async def migrate(conn: asyncpg.Connection, schema: str, directory: Path) -> list[str]:
-    """Apply the migrations in `directory` not yet applied to `schema`; return their names."""
-    files = sorted(directory.glob("*.sql"))
+def sql_files(directory: Path, pattern: str = "*.sql") -> list[Path]:
+    return sorted(directory.glob(pattern))
+
+
+async def migrate(conn: asyncpg.Connection, schema: str, files: Path | list[Path]) -> list[str]:
+    """Apply the files (or a directory's *.sql) not yet applied to `schema`; return their names."""
+    files = sql_files(files) if isinstance(files, Path) else files
     applied_now: list[str] = []
     ident = '"' + schema.replace('"', '""') + '"'
     async with conn.transaction():
@@ -41,7 +45,7 @@ async def migrate(conn: asyncpg.Connection, schema: str, directory: Path) -> lis
         }
         unknown = set(done) - {f.name for f in files}
         if unknown:
-            raise MigrationError(f"{schema}: applied migrations missing from {directory}: {sorted(unknown)}")
+            raise MigrationError(f"{schema}: applied migrations no longer present: {sorted(unknown)}")
         await conn.execute(f"SET LOCAL search_path TO {ident}, public")
         for file in files:
             sql = file.read_text()

@@ -29,3 +29,11 @@ class ServiceSettings(BaseSettings):
     db_pool_max: int = 10
     log_level: str = "INFO"
     log_format: Literal["auto", "json", "console"] = "auto"
+
+    @classmethod
+    def for_service(cls, service: str, default_port: int) -> ServiceSettings:
+        """Settings from the environment, with the service's own port unless ALFI_HTTP_PORT."""
+        settings = cls(service=service)
+        if "http_port" not in settings.model_fields_set:
+            settings = settings.model_copy(update={"http_port": default_port})
+        return settings

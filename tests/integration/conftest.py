@@ -18,9 +18,14 @@ from tests import infra
 
 
 @pytest.fixture(scope="session")
-def kafka_bootstrap() -> Iterator[str]:
-    with infra.kafka() as bootstrap:
-        yield bootstrap
+def kafka() -> Iterator[infra.Kafka]:
+    with infra.kafka() as broker:
+        yield broker
+
+
+@pytest.fixture(scope="session")
+def kafka_bootstrap(kafka: infra.Kafka) -> str:
+    return kafka.bootstrap
 
 
 @pytest.fixture(scope="session")
@@ -67,3 +72,11 @@ async def wait_until(predicate, timeout: float = 30.0, interval: float = 0.1) ->
         if asyncio.get_running_loop().time() > deadline:
             raise AssertionError(f"condition not met within {timeout}s")
         await asyncio.sleep(interval)
+
+
+@pytest.fixture(scope="session")
+async def platform(kafka_bootstrap: str, database_url: str):
+    from tests.integration.platform import running_platform
+
+    async with running_platform(kafka_bootstrap, database_url) as running:
+        yield running

@@ -1,0 +1,1 @@
+"""casework: Records interviews, collective workshops and rehousings. (port 8002)."""

@@ -1,0 +1,150 @@
+"""The HTTP side every service shares: problems, auth, limits, correlation, health, metrics.
+
+- Errors are RFC 9457 `application/problem+json`; validation problems list each
+  offending field in `errors` and name them in `detail`, without echoing the input.
+- `require_scope("x:y")`: 401 without a valid bearer token, 403 without the scope.
+- Bodies over `MAX_BODY_BYTES` answer 413 before they are parsed.
+- `X-Correlation-ID` is taken from the request (or made) and travels into every event.
+"""
+
+from __future__ import annotations
+
+import re
+import uuid
+from collections.abc import Awaitable, Callable
+from typing import Any
+
+import asyncpg
+from fastapi import Depends, FastAPI, HTTPException, Request
+from fastapi.encoders import jsonable_encoder
+from pydantic import BaseModel
+from fastapi.exceptions import RequestValidationError
+from fastapi.responses import JSONResponse
+from prometheus_client import make_asgi_app
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
+
+from .auth import scopes_of
+from .commands import Context
+from .errors import NotYetKnown, Rejected
+
+PROBLEM = "application/problem+json"
+MAX_BODY_BYTES = 64 * 1024
+_TOKEN = re.compile(r"^[A-Za-z0-9._:-]{1,128}$")
+
+
+def problem(status: int, title: str, detail: str, **extra: Any) -> JSONResponse:
+    headers = extra.pop("headers", None)
+    return JSONResponse(
+        {"type": "about:blank", "title": title, "status": status, "detail": detail, **extra},
+        status_code=status, media_type=PROBLEM, headers=headers,
+    )
+
+
+def _field(loc: tuple) -> str:
+    parts = [str(p) for p in loc if p not in ("body", "query", "path", "header")]
+    return ".".join(parts) or "body"
+
+
+def install_problem_handlers(app: FastAPI) -> None:
+    @app.exception_handler(RequestValidationError)
+    async def invalid(_request: Request, error: RequestValidationError) -> JSONResponse:
+        errors = [{"field": _field(e["loc"]), "message": e["msg"]} for e in error.errors()]
+        names = ", ".join(dict.fromkeys(e["field"] for e in errors))
+        return problem(422, "Invalid request", f"Check these fields: {names}.", errors=errors)
+
+    @app.exception_handler(Rejected)
+    async def rejected(_request: Request, error: Rejected) -> JSONResponse:
+        extra: dict[str, Any] = {"kind": error.kind}
+        if error.field:
+            extra["errors"] = [{"field": error.field, "message": error.detail}]
+        if isinstance(error, NotYetKnown):
+            extra["headers"] = {"Retry-After": str(error.retry_after_seconds)}
+        title = {404: "Not found", 409: "Conflict"}.get(error.status, "Invalid request")
+        return problem(error.status, title, error.detail, **extra)
+
+    @app.exception_handler(HTTPException)
+    async def http_error(_request: Request, error: HTTPException) -> JSONResponse:
+        return problem(error.status_code, str(error.detail), str(error.detail), headers=error.headers)
+
+    @app.exception_handler(Exception)
+    async def unexpected(_request: Request, _error: Exception) -> JSONResponse:
+        return problem(500, "Internal error", "The service failed; the request was not recorded.")
+
+
+class BodyLimit:
+    """Refuse bodies over `limit` bytes with 413, whether or not Content-Length is sent."""
+
+    def __init__(self, app: ASGIApp, limit: int = MAX_BODY_BYTES) -> None:
+        self.app = app
+        self.limit = limit
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            return await self.app(scope, receive, send)
+        declared = dict(scope["headers"]).get(b"content-length")
+        if declared and declared.isdigit() and int(declared) > self.limit:
+            return await self._too_large(scope, receive, send)
+        seen = 0
+
+        async def limited() -> Message:
+            nonlocal seen
+            message = await receive()
+            seen += len(message.get("body", b""))
+            if seen > self.limit:
+                raise HTTPException(413, f"Request body over {self.limit} bytes")
+            return message
+
+        await self.app(scope, limited, send)
+
+    async def _too_large(self, scope: Scope, receive: Receive, send: Send) -> None:
+        response = problem(413, "Request body too large", f"Bodies are limited to {self.limit} bytes.")
+        await response(scope, receive, send)
+
+
+def request_context(request: Request) -> Context:
+    supplied = request.headers.get("x-correlation-id", "")
+    correlation = supplied if _TOKEN.match(supplied) else str(uuid.uuid4())
+    return Context(correlation_id=correlation, causation_id=f"http:{uuid.uuid4()}")
+
+
+def require_scope(scope: str) -> Callable[[Request], Awaitable[None]]:
+    async def check(request: Request) -> None:
+        header = request.headers.get("authorization", "")
+        kind, _, token = header.partition(" ")
+        challenge = {"WWW-Authenticate": 'Bearer realm="alfi"'}
+        if kind.lower() != "bearer" or not token:
+            raise HTTPException(401, "A bearer token is required (Authorization: Bearer ...)", challenge)
+        pool: asyncpg.Pool = request.app.state.pool
+        scopes = await scopes_of(pool, token.strip())
+        if scopes is None:
+            raise HTTPException(401, "The bearer token is unknown, expired or revoked", challenge)
+        if scope not in scopes:
+            raise HTTPException(403, f"The token lacks the scope {scope}")
+
+    return check
+
+
+def Authorised(scope: str) -> Any:  # noqa: N802 - reads as a marker in route signatures
+    return Depends(require_scope(scope))
+
+
+def install_health_and_metrics(app: FastAPI, readiness: Callable[[], Awaitable[dict[str, bool]]]) -> None:
+    @app.get("/health/live", include_in_schema=False)
+    async def live() -> dict[str, str]:
+        return {"status": "live"}
+
+    @app.get("/health/ready", include_in_schema=False)
+    async def ready() -> JSONResponse:
+        checks = await readiness()
+        ok = all(checks.values())
+        return JSONResponse({"status": "ready" if ok else "not_ready", "checks": checks},
+                            status_code=200 if ok else 503)
+
+    app.mount("/metrics", make_asgi_app())
+
+
+async def run_command(request: Request, name: str, command: BaseModel) -> JSONResponse:
+    """Execute a command for an HTTP request: 201 when recorded, 200 when replayed."""
+    runtime = request.app.state.runtime
+    outcome = await runtime.bus.execute(runtime.pool, name, command, request_context(request))
+    return JSONResponse(jsonable_encoder(outcome.body), status_code=201 if outcome.created else 200)

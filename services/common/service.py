@@ -1,0 +1,135 @@
+"""Wire a service once: settings, pool, migrations, outbox relay, consumers, HTTP app.
+
+Each service module gives a `ServiceDefinition`; `Runtime` builds everything from it and
+owns the background tasks, so a test can build a runtime with other settings.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+from collections.abc import AsyncIterator, Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import asyncpg
+import structlog
+import uvicorn
+from fastapi import APIRouter, FastAPI
+
+from alfi_contracts.topics import commands_topic, dead_letter_topic, events_topic, INTAKE_EVENTS
+
+from .auth import migrate_auth
+from .commands import CommandBus, Handler
+from .consumer import TransactionalConsumer
+from .db import create_pool
+from .http import BodyLimit, install_health_and_metrics, install_problem_handlers
+from .logging import configure_logging
+from .migrations import migrate, sql_files
+from .outbox import OutboxRelay
+from .replica import replica_applier
+from .settings import ServiceSettings
+
+SQL = Path(__file__).parent / "sql"
+log = structlog.get_logger("alfi.service")
+
+
+@dataclass
+class ServiceDefinition:
+    name: str
+    default_port: int
+    sql_dir: Path
+    handlers: dict[str, Handler]
+    routes: Callable[["Runtime"], APIRouter]
+    replicates_households: bool = False
+    description: str = ""
+
+
+@dataclass
+class Runtime:
+    definition: ServiceDefinition
+    settings: ServiceSettings
+    pool: asyncpg.Pool | None = None
+    bus: CommandBus = field(init=False)
+    relay: OutboxRelay | None = None
+    consumers: list[TransactionalConsumer] = field(default_factory=list)
+    tasks: list[asyncio.Task] = field(default_factory=list)
+
+    def __post_init__(self) -> None:
+        self.bus = CommandBus(self.definition.name, self.schema, self.definition.handlers)
+
+    @property
+    def schema(self) -> str:
+        return self.definition.name
+
+    def migration_files(self) -> list[Path]:
+        files = sql_files(SQL, "platform_*.sql")
+        if self.definition.replicates_households:
+            files += sql_files(SQL, "replica_*.sql")
+        return files + sql_files(self.definition.sql_dir)
+
+    async def start(self) -> None:
+        self.pool = await create_pool(self.settings, self.schema)
+        async with self.pool.acquire() as conn:
+            await migrate(conn, self.schema, self.migration_files())
+            await migrate_auth(conn)
+        name = self.definition.name
+        own_topics = [events_topic(name), commands_topic(name), dead_letter_topic(commands_topic(name))]
+        self.relay = OutboxRelay(self.pool, self.schema, self.settings.kafka_bootstrap_servers,
+                                 f"alfi-{name}-relay", topics=own_topics)
+        self.consumers = [
+            TransactionalConsumer(self.pool, f"alfi-{name}-commands", [commands_topic(name)],
+                                  self.settings.kafka_bootstrap_servers, self.bus.handle_kafka_batch)
+        ]
+        if self.definition.replicates_households:
+            self.consumers.append(
+                TransactionalConsumer(self.pool, f"alfi-{name}-households", [INTAKE_EVENTS],
+                                      self.settings.kafka_bootstrap_servers, replica_applier(self.schema))
+            )
+        self.tasks = [asyncio.create_task(self.relay.run(), name=f"{name}-relay")] + [
+            asyncio.create_task(c.run(), name=c.name) for c in self.consumers
+        ]
+        log.info("service_started", port=self.settings.http_port)
+
+    async def stop(self) -> None:
+        for task in self.tasks:
+            task.cancel()
+        await asyncio.gather(*self.tasks, return_exceptions=True)
+        if self.pool:
+            await self.pool.close()
+
+    async def readiness(self) -> dict[str, bool]:
+        try:
+            assert self.pool is not None
+            database = await self.pool.fetchval("SELECT 1") == 1
+        except (OSError, asyncpg.PostgresError, asyncpg.InterfaceError, AssertionError):
+            database = False
+        broker = bool(self.relay and self.relay.connected) and all(c.connected for c in self.consumers)
+        return {"database": database, "broker": broker}
+
+    def app(self) -> FastAPI:
+        @contextlib.asynccontextmanager
+        async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+            await self.start()
+            app.state.pool = self.pool
+            try:
+                yield
+            finally:
+                await self.stop()
+
+        app = FastAPI(title=f"ALFI {self.definition.name}", description=self.definition.description,
+                      version="1.0.0", lifespan=lifespan)
+        app.state.runtime = self
+        install_problem_handlers(app)
+        install_health_and_metrics(app, self.readiness)
+        app.include_router(self.definition.routes(self))
+        app.add_middleware(BodyLimit)
+        return app
+
+
+def main(definition: ServiceDefinition) -> None:
+    settings = ServiceSettings.for_service(definition.name, definition.default_port)
+    configure_logging(definition.name, settings.log_level, settings.log_format)
+    runtime = Runtime(definition, settings)
+    uvicorn.run(runtime.app(), host=settings.http_host, port=settings.http_port,
+                log_config=None, access_log=False, timeout_graceful_shutdown=10)

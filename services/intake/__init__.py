@@ -1,0 +1,1 @@
+"""intake: enrols households into programmes and follows their accompaniment (port 8001)."""

@@ -1,0 +1,100 @@
+"""intake's rules. Each handler runs in one transaction with its events (outbox).
+
+- A household is enrolled once; the same id with the same content replays (200), other
+  content is a conflict (409).
+- A closed household's referent cannot change and it cannot be closed again; a referent
+  change or closure cannot be dated before the enrolment.
+- After erasure nothing more is recorded; erasure removes the composition and referent
+  (the only attributes that describe the people) and keeps what the figures need.
+"""
+
+from __future__ import annotations
+
+from datetime import date
+from uuid import uuid4
+
+import asyncpg
+
+from alfi_contracts.commands import ChangeReferent, CloseAccompaniment, EnrolHousehold, ErasePersonalData
+from alfi_contracts.events import (
+    HouseholdAccompanimentClosed, HouseholdEnrolled, HouseholdPersonalDataErased, HouseholdReferentChanged,
+)
+from services.common.commands import Outcome, Unit, insert_once
+from services.common.errors import Conflict, NotFound
+
+PUBLIC_FIELDS = (
+    "household_id", "programme", "territory", "referent_worker_id", "enrolled_on", "youth",
+    "dalo_priority", "adults", "children", "closed_on", "closure_outcome", "erased_on",
+)
+
+
+def view(row: asyncpg.Record) -> dict:
+    return {name: row[name] for name in PUBLIC_FIELDS}
+
+
+async def household(conn: asyncpg.Connection, household_id) -> asyncpg.Record:
+    row = await conn.fetchrow("SELECT * FROM households WHERE household_id = $1 FOR UPDATE", household_id)
+    if row is None:
+        raise NotFound(f"No household {household_id}.", field="household_id")
+    if row["erased_on"] is not None:
+        raise Conflict(f"Household {household_id}'s personal data was erased on {row['erased_on']}.",
+                       field="household_id")
+    return row
+
+
+async def enrol_household(unit: Unit, command: EnrolHousehold) -> Outcome:
+    command = command.model_copy(update={"household_id": command.household_id or uuid4()})
+    row, created = await insert_once(unit.conn, "households", "household_id", command.model_dump(), command)
+    if created:
+        await unit.emit(HouseholdEnrolled(**command.model_dump()))
+    return Outcome(view(row), created=created)
+
+
+async def change_referent(unit: Unit, command: ChangeReferent) -> Outcome:
+    row = await household(unit.conn, command.household_id)
+    if row["closed_on"] is not None:
+        raise Conflict(f"The accompaniment closed on {row['closed_on']}: its referent cannot change.")
+    if command.changed_on < row["enrolled_on"]:
+        raise Conflict(f"changed_on {command.changed_on} is before the enrolment on {row['enrolled_on']}.",
+                       field="changed_on")
+    row = await unit.conn.fetchrow(
+        "UPDATE households SET referent_worker_id = $2 WHERE household_id = $1 RETURNING *",
+        command.household_id, command.referent_worker_id,
+    )
+    await unit.emit(HouseholdReferentChanged(**command.model_dump()))
+    return Outcome(view(row), created=False)
+
+
+async def close_accompaniment(unit: Unit, command: CloseAccompaniment) -> Outcome:
+    row = await household(unit.conn, command.household_id)
+    if row["closed_on"] is not None:
+        raise Conflict(f"The accompaniment is already closed (on {row['closed_on']}).")
+    if command.closed_on < row["enrolled_on"]:
+        raise Conflict(f"closed_on {command.closed_on} is before the enrolment on {row['enrolled_on']}.",
+                       field="closed_on")
+    row = await unit.conn.fetchrow(
+        "UPDATE households SET closed_on = $2, closure_outcome = $3 WHERE household_id = $1 RETURNING *",
+        command.household_id, command.closed_on, command.outcome,
+    )
+    await unit.emit(HouseholdAccompanimentClosed(**command.model_dump()))
+    return Outcome(view(row), created=False)
+
+
+async def erase_personal_data(unit: Unit, command: ErasePersonalData) -> Outcome:
+    await household(unit.conn, command.household_id)
+    today = date.today()
+    row = await unit.conn.fetchrow(
+        "UPDATE households SET erased_on = $2, referent_worker_id = NULL, adults = NULL, children = NULL"
+        " WHERE household_id = $1 RETURNING *",
+        command.household_id, today,
+    )
+    await unit.emit(HouseholdPersonalDataErased(household_id=command.household_id, erased_on=today))
+    return Outcome(view(row), created=False)
+
+
+HANDLERS = {
+    "enrol_household": enrol_household,
+    "change_referent": change_referent,
+    "close_accompaniment": close_accompaniment,
+    "erase_personal_data": erase_personal_data,
+}

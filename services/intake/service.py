@@ -1,0 +1,17 @@
+"""intake wired: its definition for services.common.service."""
+
+from pathlib import Path
+
+from services.common.service import ServiceDefinition
+
+from .handlers import HANDLERS
+from .routes import routes
+
+DEFINITION = ServiceDefinition(
+    name="intake",
+    default_port=8001,
+    sql_dir=Path(__file__).parent / "sql",
+    handlers=HANDLERS,
+    routes=routes,
+    description="Enrols households into programmes and follows their accompaniment.",
+)

@@ -1,0 +1,90 @@
+"""The three command services running in-process on the real Kafka and PostgreSQL."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+from collections.abc import AsyncIterator
+from dataclasses import dataclass
+
+import asyncpg
+import httpx
+from aiokafka import AIOKafkaConsumer, TopicPartition
+from aiokafka.structs import ConsumerRecord
+
+from services.casework.service import DEFINITION as CASEWORK
+from services.common.auth import ALL_SCOPES, issue_token, migrate_auth
+from services.common.service import Runtime
+from services.common.settings import ServiceSettings
+from services.intake.service import DEFINITION as INTAKE
+from services.veille.service import DEFINITION as VEILLE
+
+
+@dataclass
+class Platform:
+    runtimes: dict[str, Runtime]
+    clients: dict[str, httpx.AsyncClient]
+    tokens: dict[str, str]
+    bootstrap: str
+    database_url: str
+
+    def __getattr__(self, name: str) -> httpx.AsyncClient:
+        return self.clients[name]
+
+    def auth(self, scope: str = "all") -> dict[str, str]:
+        return {"Authorization": f"Bearer {self.tokens[scope]}"}
+
+
+@contextlib.asynccontextmanager
+async def running_platform(bootstrap: str, database_url: str) -> AsyncIterator[Platform]:
+    conn = await asyncpg.connect(database_url)
+    try:
+        await migrate_auth(conn)
+        tokens = {"all": await issue_token(conn, list(ALL_SCOPES), "tests")}
+        for scope in ALL_SCOPES:
+            tokens[scope] = await issue_token(conn, [scope], f"tests {scope}")
+    finally:
+        await conn.close()
+    runtimes, clients = {}, {}
+    async with contextlib.AsyncExitStack() as stack:
+        for definition in (INTAKE, CASEWORK, VEILLE):
+            settings = ServiceSettings(service=definition.name, database_url=database_url,
+                                       kafka_bootstrap_servers=bootstrap, http_port=definition.default_port)
+            runtime = Runtime(definition, settings)
+            app = runtime.app()
+            await stack.enter_async_context(app.router.lifespan_context(app))
+            app.state.pool = runtime.pool
+            runtimes[definition.name] = runtime
+            clients[definition.name] = await stack.enter_async_context(httpx.AsyncClient(
+                transport=httpx.ASGITransport(app=app), base_url=f"http://{definition.name}"))
+        yield Platform(runtimes, clients, tokens, bootstrap, database_url)
+
+
+async def read_topic(bootstrap: str, topic: str, timeout: float = 10.0) -> list[ConsumerRecord]:
+    """Every record currently on `topic`, read from the beginning without a group."""
+    consumer = AIOKafkaConsumer(bootstrap_servers=bootstrap, enable_auto_commit=False)
+    await consumer.start()
+    try:
+        partitions = consumer.partitions_for_topic(topic)
+        if partitions is None:
+            await consumer._client.force_metadata_update()  # noqa: SLF001 - a fresh topic
+            partitions = consumer.partitions_for_topic(topic) or set()
+        tps = [TopicPartition(topic, p) for p in partitions]
+        if not tps:
+            return []
+        consumer.assign(tps)
+        await consumer.seek_to_beginning(*tps)
+        ends = await consumer.end_offsets(tps)  # a plain dict
+        records: list[ConsumerRecord] = []
+        deadline = asyncio.get_running_loop().time() + timeout
+        async def behind() -> bool:
+            return any([await consumer.position(tp) < ends[tp] for tp in tps])
+
+        while await behind():
+            if asyncio.get_running_loop().time() > deadline:
+                raise AssertionError(f"could not read {topic} to its end within {timeout}s")
+            for batch in (await consumer.getmany(timeout_ms=200)).values():
+                records.extend(batch)
+        return records
+    finally:
+        await consumer.stop()
