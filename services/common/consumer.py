@@ -21,6 +21,8 @@ from aiokafka import AIOKafkaConsumer, ConsumerRebalanceListener, TopicPartition
 from aiokafka.errors import KafkaError
 from aiokafka.structs import ConsumerRecord
 
+from .kafka import ensure_topics
+
 log = structlog.get_logger("alfi.consumer")
 
 BatchHandler = Callable[[asyncpg.Connection, TopicPartition, Sequence[ConsumerRecord]], Awaitable[None]]
@@ -90,6 +92,9 @@ class TransactionalConsumer:
                 backoff = min(backoff * 2, 5.0)
 
     async def _consume(self) -> None:
+        # Subscribing to a topic that does not exist yet would only notice it at the next
+        # metadata refresh (5 min by default): create it first, with the platform's layout.
+        await ensure_topics(self.bootstrap_servers, self.topics)
         self.consumer = AIOKafkaConsumer(
             bootstrap_servers=self.bootstrap_servers, group_id=self.name,
             client_id=self.name, enable_auto_commit=False, auto_offset_reset="earliest",
