@@ -9,7 +9,7 @@ PY := $(VENV)/bin/python
 DEVSTACK := $(PY) deploy/local/devstack.py
 INSTALLED := $(VENV)/.installed
 
-.PHONY: install run test test-unit infra infra-down status schemas
+.PHONY: install run test test-unit infra infra-down status schemas token
 
 install: $(INSTALLED)
 
@@ -23,6 +23,11 @@ $(INSTALLED): pyproject.toml contracts/pyproject.toml
 ## Kafka, PostgreSQL and the services in the foreground; Ctrl-C stops all.
 run: install
 	$(DEVSTACK) run
+
+## A new token with just those scopes for the local stack: make token SCOPES="reports:read"
+SCOPES ?= all
+token: install
+	@$(DEVSTACK) token "$(SCOPES)"
 
 ## Every test: unit, integration (real Kafka and PostgreSQL) and end-to-end.
 ## pytest's exit code 5 (no test collected) is a failure, not a pass.

@@ -15,7 +15,7 @@ before any virtualenv exists.
 Every start is idempotent: a running instance is reused, a stale pid file from a crashed
 run is cleared. Nothing here knows about the services; it only gives addresses.
 
-    python deploy/local/devstack.py up|down|status|env|run|kafka-up|pg-up
+    python deploy/local/devstack.py up|down|status|env|run|token SCOPES|kafka-up|pg-up
 
 `run` is what `make run` calls: it starts the infrastructure and the services in the
 foreground and stops everything it started on Ctrl-C (or SIGTERM).
@@ -438,10 +438,30 @@ SERVICES: list[tuple[str, str, int]] = [
 ]
 
 
+def issue_token(scopes: str, url: str, label: str) -> str:
+    """A token for the local stack (services.common.auth; needs the project's venv)."""
+    result = subprocess.run(
+        [sys.executable, "-m", "services.common.auth", "issue", "--scopes", scopes, "--label", label],
+        env=dict(os.environ, DATABASE_URL=url), cwd=REPO, capture_output=True, text=True,
+    )
+    if result.returncode != 0:
+        raise DevstackError("issuing a token failed:\n" + result.stderr[-2000:])
+    return result.stdout.strip()
+
+
+def write_dev_token(url: str) -> Path:
+    path = state_dir() / "dev-token"
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(issue_token("all", url, "make run dev token") + "\n")
+    path.chmod(0o600)
+    return path
+
+
 def run_foreground() -> int:
     """Infrastructure plus services in the foreground; Ctrl-C stops what this started."""
     before = status()
     bootstrap, url = kafka_up(), pg_up()
+    log(f"development token with every scope written to {write_dev_token(url)}")
     env = dict(os.environ, KAFKA_BOOTSTRAP_SERVERS=bootstrap, DATABASE_URL=url)
     children: list[tuple[str, subprocess.Popen]] = []
     stopping = False
@@ -508,6 +528,8 @@ def main(argv: list[str]) -> int:
             bootstrap, url = kafka_up(), pg_up()
             if command == "env":
                 print(f"export KAFKA_BOOTSTRAP_SERVERS={bootstrap}\nexport DATABASE_URL={url}")
+        elif command == "token":
+            print(issue_token(argv[2] if len(argv) > 2 else "all", pg_up(), "make token"))
         elif command == "run":
             return run_foreground()
         elif command == "down":
