@@ -9,7 +9,7 @@ PY := $(VENV)/bin/python
 DEVSTACK := $(PY) deploy/local/devstack.py
 INSTALLED := $(VENV)/.installed
 
-.PHONY: install run test test-unit infra infra-down status schemas token
+.PHONY: install run test test-unit infra infra-down status schemas token bench
 
 install: $(INSTALLED)
 
@@ -28,6 +28,10 @@ run: install
 SCOPES ?= all
 token: install
 	@$(DEVSTACK) token "$(SCOPES)"
+
+## Benchmarks (not tests): each prints its figures beside its target.
+bench: install
+	$(PY) -m bench
 
 ## Every test: unit, integration (real Kafka and PostgreSQL) and end-to-end.
 ## pytest's exit code 5 (no test collected) is a failure, not a pass.

@@ -19,8 +19,8 @@ from fastapi import Depends, FastAPI, HTTPException, Request
 from fastapi.encoders import jsonable_encoder
 from pydantic import BaseModel
 from fastapi.exceptions import RequestValidationError
-from fastapi.responses import JSONResponse
-from prometheus_client import make_asgi_app
+from fastapi.responses import JSONResponse, Response
+from prometheus_client import CONTENT_TYPE_LATEST, REGISTRY, generate_latest
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from .auth import scopes_of
@@ -140,7 +140,9 @@ def install_health_and_metrics(app: FastAPI, readiness: Callable[[], Awaitable[d
         return JSONResponse({"status": "ready" if ok else "not_ready", "checks": checks},
                             status_code=200 if ok else 503)
 
-    app.mount("/metrics", make_asgi_app())
+    @app.get("/metrics", include_in_schema=False)
+    async def metrics() -> Response:
+        return Response(generate_latest(REGISTRY), media_type=CONTENT_TYPE_LATEST)
 
 
 async def run_command(request: Request, name: str, command: BaseModel) -> JSONResponse:

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from uuid import uuid4
 
-from tests.integration.conftest import wait_until
+from tests.support import wait_until
 from tests.integration.test_intake import enrolment
 
 

@@ -11,7 +11,7 @@ from aiokafka import AIOKafkaProducer
 
 from alfi_contracts import decode
 from services.common.outbox import OutboxRelay
-from tests.integration.conftest import wait_until
+from tests.support import wait_until
 from tests.integration.test_intake import enrolment
 from tests.integration.platform import read_topic
 

@@ -6,7 +6,7 @@ import json
 from uuid import uuid4
 
 from alfi_contracts import decode
-from tests.integration.conftest import wait_until
+from tests.support import wait_until
 from tests.integration.platform import read_topic
 
 
