@@ -435,6 +435,7 @@ SERVICES: list[tuple[str, str, int]] = [
     ("intake", "services.intake", 8001),
     ("casework", "services.casework", 8002),
     ("veille", "services.veille", 8003),
+    ("stats", "services.stats", 8004),
 ]
 
 

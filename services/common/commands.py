@@ -29,6 +29,7 @@ from alfi_contracts.topics import (
     dead_letter_topic, events_topic,
 )
 
+from .consumer import Batches
 from .errors import Conflict, Rejected
 from .outbox import OutboxMessage, emit, enqueue
 
@@ -82,7 +83,7 @@ class CommandBus:
         self.service = service
         self.schema = schema
         self.handlers = handlers
-        self.messages = TypeAdapter(command_message_union(service))
+        self.messages = TypeAdapter(command_message_union(service)) if handlers else None
         self.accepted: dict[str, int] = {}  # counters read by metrics
         self.rejected: dict[str, int] = {}
 
@@ -99,10 +100,8 @@ class CommandBus:
         self.accepted[name] = self.accepted.get(name, 0) + 1
         return outcome
 
-    async def handle_kafka_batch(
-        self, conn: asyncpg.Connection, tp: TopicPartition, records: Sequence[ConsumerRecord]
-    ) -> None:
-        for record in records:
+    async def handle_kafka_batch(self, conn: asyncpg.Connection, batches: Batches) -> None:
+        for tp, record in ((tp, r) for tp, records in batches.items() for r in records):
             try:
                 async with conn.transaction():  # a savepoint per command
                     message = self.messages.validate_json(record.value or b"")

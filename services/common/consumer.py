@@ -25,7 +25,8 @@ from .kafka import ensure_topics
 
 log = structlog.get_logger("alfi.consumer")
 
-BatchHandler = Callable[[asyncpg.Connection, TopicPartition, Sequence[ConsumerRecord]], Awaitable[None]]
+Batches = dict[TopicPartition, list[ConsumerRecord]]
+BatchHandler = Callable[[asyncpg.Connection, Batches], Awaitable[None]]
 
 
 async def stored_positions(conn: asyncpg.Connection, name: str) -> dict[TopicPartition, int]:
@@ -35,13 +36,19 @@ async def stored_positions(conn: asyncpg.Connection, name: str) -> dict[TopicPar
     return {TopicPartition(r["topic"], r["partition"]): r["next_offset"] for r in rows}
 
 
-async def store_position(conn: asyncpg.Connection, name: str, tp: TopicPartition, next_offset: int) -> None:
+async def store_positions(conn: asyncpg.Connection, name: str, positions: dict[TopicPartition, int]) -> None:
     await conn.execute(
-        "INSERT INTO consumer_positions (consumer, topic, partition, next_offset) VALUES ($1, $2, $3, $4)"
+        "INSERT INTO consumer_positions (consumer, topic, partition, next_offset)"
+        " SELECT $1, * FROM unnest($2::text[], $3::int[], $4::bigint[])"
         " ON CONFLICT (consumer, topic, partition)"
         " DO UPDATE SET next_offset = EXCLUDED.next_offset, updated_at = now()",
-        name, tp.topic, tp.partition, next_offset,
+        name, [tp.topic for tp in positions], [tp.partition for tp in positions], list(positions.values()),
     )
+
+
+class Restart(Exception):
+    """Raised by a handler to make the consumer reconnect and seek to stored positions
+    (stats raises it when a rebuild switched the projection generation)."""
 
 
 class _SeekToStored(ConsumerRebalanceListener):
@@ -52,7 +59,8 @@ class _SeekToStored(ConsumerRebalanceListener):
         pass
 
     async def on_partitions_assigned(self, assigned) -> None:  # noqa: ANN001
-        async with self.owner.pool.acquire() as conn:
+        async with self.owner.pool.acquire() as conn, conn.transaction():
+            await self.owner.enter_schema(conn)
             positions = await stored_positions(conn, self.owner.name)
         consumer = self.owner.consumer
         assert consumer is not None
@@ -66,7 +74,8 @@ class _SeekToStored(ConsumerRebalanceListener):
 class TransactionalConsumer:
     def __init__(
         self, pool: asyncpg.Pool, name: str, topics: Sequence[str], bootstrap_servers: str,
-        handle_batch: BatchHandler, max_records: int = 500,
+        handle_batch: BatchHandler, max_records: int = 500, search_path: Callable[[], str] | None = None,
+        group_id: str | None = None,
     ) -> None:
         self.pool = pool
         self.name = name
@@ -74,6 +83,13 @@ class TransactionalConsumer:
         self.bootstrap_servers = bootstrap_servers
         self.handle_batch = handle_batch
         self.max_records = max_records
+        # Where positions and effects live, when not the pool's search_path (stats writes
+        # into a generation schema that a rebuild may switch). Code-controlled, never input.
+        self.search_path = search_path
+        # The Kafka group; positions are stored under `name`, so a rebuild (its own group)
+        # leaves positions the live consumer picks up after the switch.
+        self.group_id = group_id or name
+        self.positions: dict[TopicPartition, int] = {}
         self.consumer: AIOKafkaConsumer | None = None
         self.connected = False
         self.applied = 0
@@ -85,6 +101,9 @@ class TransactionalConsumer:
                 await self._consume()
             except asyncio.CancelledError:
                 raise
+            except Restart:
+                log.info("consumer_restarting", consumer=self.name)
+                continue
             except (KafkaError, OSError, asyncpg.PostgresError, asyncpg.InterfaceError) as error:
                 self.connected = False
                 log.warning("consumer_unavailable", consumer=self.name, error=type(error).__name__)
@@ -96,8 +115,9 @@ class TransactionalConsumer:
         # metadata refresh (5 min by default): create it first, with the platform's layout.
         await ensure_topics(self.bootstrap_servers, self.topics)
         self.consumer = AIOKafkaConsumer(
-            bootstrap_servers=self.bootstrap_servers, group_id=self.name,
+            bootstrap_servers=self.bootstrap_servers, group_id=self.group_id,
             client_id=self.name, enable_auto_commit=False, auto_offset_reset="earliest",
+            metadata_max_age_ms=30_000,  # notice new partitions/topics within 30 s, not 5 min
         )
         await self.consumer.start()
         try:
@@ -105,27 +125,39 @@ class TransactionalConsumer:
             self.connected = True
             while True:
                 batches = await self.consumer.getmany(timeout_ms=500, max_records=self.max_records)
-                for tp, records in batches.items():
-                    await self.apply(tp, records)
+                if batches:
+                    await self.apply(batches)
         finally:
             self.connected = False
             await self.consumer.stop()
 
-    async def apply(self, tp: TopicPartition, records: Sequence[ConsumerRecord]) -> None:
+    async def enter_schema(self, conn: asyncpg.Connection) -> None:
+        if self.search_path is not None:
+            await conn.execute(f"SET LOCAL search_path TO {self.search_path()}")
+
+    async def apply(self, batches: Batches) -> None:
+        """One transaction for the whole poll: every partition's records and positions."""
         async with self.pool.acquire() as conn, conn.transaction():
-            stored = await conn.fetchval(
-                "SELECT next_offset FROM consumer_positions"
-                " WHERE consumer = $1 AND topic = $2 AND partition = $3 FOR UPDATE",
-                self.name, tp.topic, tp.partition,
+            await self.enter_schema(conn)
+            stored = await conn.fetch(
+                "SELECT topic, partition, next_offset FROM consumer_positions"
+                " WHERE consumer = $1 AND topic = ANY($2::text[]) FOR UPDATE",
+                self.name, list({tp.topic for tp in batches}),
             )
-            fresh = [r for r in records if stored is None or r.offset >= stored]
-            if fresh:
-                await self.handle_batch(conn, tp, fresh)
-                await store_position(conn, self.name, tp, fresh[-1].offset + 1)
-        if fresh:
-            self.applied += len(fresh)
-            assert self.consumer is not None
-            try:
-                await self.consumer.commit({tp: fresh[-1].offset + 1})
-            except KafkaError:
-                pass  # informational only; the database position is the truth
+            floor = {TopicPartition(r["topic"], r["partition"]): r["next_offset"] for r in stored}
+            fresh = {
+                tp: kept for tp, records in batches.items()
+                if (kept := [r for r in records if r.offset >= floor.get(tp, 0)])
+            }
+            if not fresh:
+                return
+            await self.handle_batch(conn, fresh)
+            positions = {tp: records[-1].offset + 1 for tp, records in fresh.items()}
+            await store_positions(conn, self.name, positions)
+        self.positions.update(positions)
+        self.applied += sum(len(records) for records in fresh.values())
+        assert self.consumer is not None
+        try:
+            await self.consumer.commit(positions)
+        except KafkaError:
+            pass  # informational only; the database position is the truth

@@ -6,6 +6,7 @@ platform publishes with acks=all and the idempotent producer, set here once.
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import Iterable, Sequence
 from typing import Any
 
@@ -35,20 +36,28 @@ async def ensure_topics(
     partitions: int = PARTITIONS,
     replication_factor: int = 1,
 ) -> list[str]:
-    """Create the topics that do not exist yet; return those created."""
+    """Create the topics that do not exist yet and wait until all have partition leaders
+    (a consumer that subscribes before a topic is visible would not see it until its next
+    metadata refresh). Return those this call created."""
+    wanted = list(dict.fromkeys(topics))
     admin = AIOKafkaAdminClient(bootstrap_servers=bootstrap_servers, client_id="alfi-admin")
     await admin.start()
     try:
         existing = set(await admin.list_topics())
-        missing = [t for t in dict.fromkeys(topics) if t not in existing]
-        if not missing:
-            return []
-        try:
-            await admin.create_topics(
-                [NewTopic(t, num_partitions=partitions, replication_factor=replication_factor) for t in missing]
-            )
-        except TopicAlreadyExistsError:
-            pass  # another instance created it between list and create
+        missing = [t for t in wanted if t not in existing]
+        for topic in missing:  # one by one: a topic another service created meanwhile is fine
+            try:
+                await admin.create_topics(
+                    [NewTopic(topic, num_partitions=partitions, replication_factor=replication_factor)]
+                )
+            except TopicAlreadyExistsError:
+                pass
+        for _ in range(100):
+            described = await admin.describe_topics(wanted)
+            if all(d["error_code"] == 0 and d["partitions"] and all(p["leader"] >= 0 for p in d["partitions"])
+                   for d in described):
+                break
+            await asyncio.sleep(0.1)
         return missing
     finally:
         await admin.close()

@@ -54,7 +54,8 @@ async def enqueue(conn: asyncpg.Connection, schema: str, messages: Iterable[Outb
     if not rows:
         return
     await conn.executemany(
-        "INSERT INTO outbox (event_id, topic, key, payload, headers) VALUES ($1, $2, $3, $4, $5::jsonb)",
+        "INSERT INTO outbox (event_id, topic, key, payload, headers) VALUES ($1, $2, $3, $4, $5::jsonb)"
+        " ON CONFLICT (event_id) DO NOTHING",  # a dead letter written again by a rebuild
         rows,
     )
     await conn.execute("SELECT pg_notify($1, '')", channel(schema))

@@ -19,13 +19,14 @@ from alfi_contracts.events import (
 )
 
 from .commands import dead_letter
+from .consumer import Batches
 from .errors import Conflict, NotYetKnown
 from .outbox import enqueue
 
 
 def replica_applier(schema: str):  # noqa: ANN201
-    async def apply(conn: asyncpg.Connection, tp: TopicPartition, records: Sequence[ConsumerRecord]) -> None:
-        for record in records:
+    async def apply(conn: asyncpg.Connection, batches: Batches) -> None:
+        for tp, record in ((tp, r) for tp, records in batches.items() for r in records):
             try:
                 _, data = decode(record.value or b"")
             except ContractError as error:

@@ -8,13 +8,15 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
 import asyncpg
 import structlog
 import uvicorn
+from aiokafka import TopicPartition
+from aiokafka.errors import KafkaError
 from fastapi import APIRouter, FastAPI
 
 from alfi_contracts.topics import commands_topic, dead_letter_topic, events_topic, INTAKE_EVENTS
@@ -43,6 +45,12 @@ class ServiceDefinition:
     routes: Callable[["Runtime"], APIRouter]
     replicates_households: bool = False
     description: str = ""
+    # Consumers beyond the command topic and the replica (stats' projector).
+    consumers: Callable[["Runtime"], list[TransactionalConsumer]] | None = None
+    # Run once the pool is open and migrated, before consumers start.
+    on_start: Callable[["Runtime", asyncpg.Connection], Awaitable[None]] | None = None
+    # Topics this service publishes to, created at start.
+    publishes: tuple[str, ...] | None = None
 
 
 @dataclass
@@ -54,6 +62,8 @@ class Runtime:
     relay: OutboxRelay | None = None
     consumers: list[TransactionalConsumer] = field(default_factory=list)
     tasks: list[asyncio.Task] = field(default_factory=list)
+    # Service-specific state set by its hooks (stats: the projection generation).
+    extras: dict = field(default_factory=dict)
 
     def __post_init__(self) -> None:
         self.bus = CommandBus(self.definition.name, self.schema, self.definition.handlers)
@@ -73,19 +83,26 @@ class Runtime:
         async with self.pool.acquire() as conn:
             await migrate(conn, self.schema, self.migration_files())
             await migrate_auth(conn)
+            if self.definition.on_start:
+                await self.definition.on_start(self, conn)
         name = self.definition.name
-        own_topics = [events_topic(name), commands_topic(name), dead_letter_topic(commands_topic(name))]
+        own_topics = self.definition.publishes
+        if own_topics is None:
+            own_topics = (events_topic(name), commands_topic(name), dead_letter_topic(commands_topic(name)))
         self.relay = OutboxRelay(self.pool, self.schema, self.settings.kafka_bootstrap_servers,
                                  f"alfi-{name}-relay", topics=own_topics)
-        self.consumers = [
-            TransactionalConsumer(self.pool, f"alfi-{name}-commands", [commands_topic(name)],
-                                  self.settings.kafka_bootstrap_servers, self.bus.handle_kafka_batch)
-        ]
+        self.consumers = []
+        if self.definition.handlers:
+            self.consumers.append(
+                TransactionalConsumer(self.pool, f"alfi-{name}-commands", [commands_topic(name)],
+                                      self.settings.kafka_bootstrap_servers, self.bus.handle_kafka_batch))
         if self.definition.replicates_households:
             self.consumers.append(
                 TransactionalConsumer(self.pool, f"alfi-{name}-households", [INTAKE_EVENTS],
                                       self.settings.kafka_bootstrap_servers, replica_applier(self.schema))
             )
+        if self.definition.consumers:
+            self.consumers.extend(self.definition.consumers(self))
         self.tasks = [asyncio.create_task(self.relay.run(), name=f"{name}-relay")] + [
             asyncio.create_task(c.run(), name=c.name) for c in self.consumers
         ]
@@ -97,6 +114,18 @@ class Runtime:
         await asyncio.gather(*self.tasks, return_exceptions=True)
         if self.pool:
             await self.pool.close()
+
+    async def end_offsets(self, topics: tuple[str, ...]) -> dict[tuple[str, int], int]:
+        """Kafka's end offset per partition of `topics`, or {} while Kafka is away."""
+        consumer = next((c.consumer for c in self.consumers if c.connected and c.consumer), None)
+        if consumer is None:
+            return {}
+        try:
+            tps = [TopicPartition(t, p) for t in topics for p in (consumer.partitions_for_topic(t) or ())]
+            ends = await asyncio.wait_for(consumer.end_offsets(tps), 5) if tps else {}
+        except (KafkaError, TimeoutError):
+            return {}
+        return {(tp.topic, tp.partition): offset for tp, offset in ends.items()}
 
     async def readiness(self) -> dict[str, bool]:
         try:

@@ -17,6 +17,7 @@ from services.common.auth import ALL_SCOPES, issue_token, migrate_auth
 from services.common.service import Runtime
 from services.common.settings import ServiceSettings
 from services.intake.service import DEFINITION as INTAKE
+from services.stats.service import DEFINITION as STATS
 from services.veille.service import DEFINITION as VEILLE
 
 
@@ -47,7 +48,7 @@ async def running_platform(bootstrap: str, database_url: str) -> AsyncIterator[P
         await conn.close()
     runtimes, clients = {}, {}
     async with contextlib.AsyncExitStack() as stack:
-        for definition in (INTAKE, CASEWORK, VEILLE):
+        for definition in (INTAKE, CASEWORK, VEILLE, STATS):
             settings = ServiceSettings(service=definition.name, database_url=database_url,
                                        kafka_bootstrap_servers=bootstrap, http_port=definition.default_port)
             runtime = Runtime(definition, settings)

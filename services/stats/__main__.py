@@ -1,0 +1,5 @@
+from services.common.service import main
+
+from .service import DEFINITION
+
+main(DEFINITION)

@@ -1,0 +1,96 @@
+"""Rebuild the projections from offset 0, then switch over atomically.
+
+    python -m services.stats.rebuild        (DATABASE_URL, KAFKA_BOOTSTRAP_SERVERS)
+
+Fills the next generation schema (`stats_g<N+1>`, recreated empty) with its own consumer
+group from the beginning of the three topics. When its positions reach the topics' end
+offsets it stops and, in one transaction, points `stats.generation` at the new schema.
+Until then the reports API and the live projector keep using the old generation; after
+it, the live projector continues from the new generation's positions. The generation
+before the old one is dropped.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import resource
+import sys
+import time
+import uuid
+
+import asyncpg
+
+from services.common.consumer import TransactionalConsumer
+from services.common.db import create_pool
+from services.common.migrations import migrate
+from services.common.logging import configure_logging
+from services.common.service import Runtime
+from services.common.settings import ServiceSettings
+
+from . import generations
+from .projector import projector
+from .service import DEFINITION, EVENT_TOPICS
+
+
+async def caught_up(consumer: TransactionalConsumer) -> bool:
+    if consumer.consumer is None or not consumer.connected:
+        return False
+    kafka = consumer.consumer
+    tps = kafka.assignment()
+    if not tps:
+        return False
+    ends = await kafka.end_offsets(list(tps))
+    return all(end == 0 or consumer.positions.get(tp, 0) >= end for tp, end in ends.items())
+
+
+async def rebuild(settings: ServiceSettings, progress=None) -> dict:  # noqa: ANN001
+    pool = await create_pool(settings, generations.BASE)
+    try:
+        async with pool.acquire() as conn:
+            await migrate(conn, generations.BASE, Runtime(DEFINITION, settings).migration_files())
+            old = await generations.ensure_current(conn)
+            target = max(old, await conn.fetchval(
+                "SELECT coalesce(max(substring(nspname from 'stats_g([0-9]+)')::int), 0)"
+                " FROM pg_namespace WHERE nspname ~ '^stats_g[0-9]+$'")) + 1
+            await generations.prepare(conn, target, fresh=True)
+        consumer = TransactionalConsumer(
+            pool, generations.PROJECTOR, EVENT_TOPICS, settings.kafka_bootstrap_servers,
+            projector(generations.BASE), max_records=5000,
+            search_path=lambda: generations.search_path(target),
+            group_id=f"alfi-stats-rebuild-{target}-{uuid.uuid4().hex[:6]}",
+        )
+        started = time.perf_counter()
+        task = asyncio.create_task(consumer.run())
+        try:
+            while not await caught_up(consumer):
+                if task.done():
+                    task.result()
+                if progress:
+                    progress(consumer.applied)
+                await asyncio.sleep(0.5)
+        finally:
+            task.cancel()
+            await asyncio.gather(task, return_exceptions=True)
+        elapsed = time.perf_counter() - started
+        async with pool.acquire() as conn, conn.transaction():
+            await generations.switch(conn, target)
+        async with pool.acquire() as conn:
+            await conn.execute(f'DROP SCHEMA IF EXISTS "{generations.schema_of(old - 1)}" CASCADE')
+        return {"generation": target, "previous": old, "events": consumer.applied, "seconds": elapsed,
+                "peak_rss_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024}
+    finally:
+        await pool.close()
+
+
+def main() -> int:
+    settings = ServiceSettings.for_service("stats", DEFINITION.default_port)
+    configure_logging("stats-rebuild", settings.log_level, settings.log_format)
+    result = asyncio.run(rebuild(settings, progress=lambda n: print(f"\r{n} events", end="", file=sys.stderr)))
+    print(f"\nrebuilt generation {result['generation']} (was {result['previous']}): {result['events']} events"
+          f" in {result['seconds']:.1f}s, {result['events'] / max(result['seconds'], 1e-9):,.0f} events/s,"
+          f" peak RSS {result['peak_rss_mb']:.0f} MB")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

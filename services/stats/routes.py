@@ -1,0 +1,151 @@
+"""stats' reports API (scope reports:read): JSON, CSV, projection status, printable HTML."""
+
+from __future__ import annotations
+
+import contextlib
+import csv
+import io
+from collections.abc import AsyncIterator
+from enum import StrEnum
+from html import escape
+from typing import Annotated
+
+import asyncpg
+from aiokafka import TopicPartition
+from fastapi import APIRouter, Path, Query, Request
+from fastapi.responses import HTMLResponse, JSONResponse, Response
+
+from alfi_contracts.topics import CASEWORK_EVENTS, INTAKE_EVENTS, VEILLE_EVENTS
+from alfi_contracts.vocabulary import Programme, Slug
+from services.common.http import Authorised
+
+from . import generations, reports
+from .charts import bar_chart
+
+READ = Authorised("reports:read")
+EVENT_TOPICS = (INTAKE_EVENTS, CASEWORK_EVENTS, VEILLE_EVENTS)
+Year = Annotated[int, Query(ge=1990, le=2100, description="calendar year, e.g. 2023")]
+ProgrammeFilter = Annotated[Programme | None, Query()]
+TerritoryFilter = Annotated[Slug | None, Query()]
+
+Dimension = StrEnum("Dimension", {name: name for name in reports.DIMENSIONS})
+
+
+class Format(StrEnum):
+    JSON = "json"
+    CSV = "csv"
+
+
+PROGRAMME_LABELS = {
+    "pension_de_famille": "Pensions de famille", "jeunes_ase": "Jeunes issus de l'ASE",
+    "residence_jeunes_actifs": "Résidences jeunes actifs", "locataires_parc_social": "Locataires du parc social",
+    "menages_ukrainiens": "Ménages ukrainiens", "masp2": "MASP2", "mous": "MOUS", "fnavdl": "FNAVDL",
+}
+FIGURE_LABELS = {
+    "households_followed": "Ménages suivis", "interviews_held": "Entretiens réalisés",
+    "social_workers_active": "Travailleurs sociaux actifs", "veille_meetings": "Réunions de veille sociale",
+    "situations_reviewed": "Situations abordées en veille", "situations_escalated": "Situations signalées",
+    "workshops_held": "Ateliers collectifs", "workshop_participants": "Participations aux ateliers",
+    "rehousings": "Jeunes relogés", "rehousings_dalo": "… dont publics prioritaires DALO",
+    "rehousings_youth": "… dont jeunes",
+}
+
+
+@contextlib.asynccontextmanager
+async def projection(request: Request) -> AsyncIterator[asyncpg.Connection]:
+    """A read-only transaction on the current generation: one consistent snapshot even
+    while a rebuild switches generations."""
+    async with request.app.state.pool.acquire() as conn, conn.transaction(isolation="repeatable_read", readonly=True):
+        generation = await generations.current(conn)
+        await conn.execute(f"SET LOCAL search_path TO {generations.search_path(generation)}")
+        yield conn
+
+
+def routes(runtime) -> APIRouter:  # noqa: ANN001
+    router = APIRouter(dependencies=[READ])
+
+    @router.get("/v1/reports/activity", tags=["reports"])
+    async def activity(request: Request, year: Year, programme: ProgrammeFilter = None,
+                       territory: TerritoryFilter = None) -> dict:
+        """The headline figures of the year (the bilan), optionally for one programme or territory."""
+        async with projection(request) as conn:
+            return await reports.activity(conn, year, programme, territory)
+
+    @router.get("/v1/reports/activity/breakdown", tags=["reports"])
+    async def breakdown(request: Request, year: Year, by: Dimension, format: Format = Format.JSON,  # noqa: A002
+                        programme: ProgrammeFilter = None, territory: TerritoryFilter = None) -> Response:
+        """The figures split by one dimension; rows add up to the headline figures."""
+        async with projection(request) as conn:
+            rows = await reports.breakdown(conn, year, by.value, programme, territory)
+            totals = await reports.activity(conn, year, programme, territory)
+        if format is Format.CSV:
+            out = io.StringIO()
+            writer = csv.DictWriter(out, fieldnames=[by.value, *reports.FIGURES], lineterminator="\n")
+            writer.writeheader()
+            writer.writerows(rows)
+            return Response(out.getvalue(), media_type="text/csv; charset=utf-8", headers={
+                "Content-Disposition": f'attachment; filename="activity-{year}-by-{by.value}.csv"'})
+        return JSONResponse({"year": year, "by": by.value, "rows": rows, "totals": totals})
+
+    @router.get("/v1/projections/status", tags=["projections"])
+    async def status(request: Request) -> dict:
+        """Position and lag per partition, newest applied event per topic, generation."""
+        async with projection(request) as conn:
+            generation = await generations.current(conn)
+            positions = await conn.fetch(
+                "SELECT topic, partition, next_offset FROM consumer_positions WHERE consumer = $1"
+                " ORDER BY topic, partition", generations.PROJECTOR)
+            freshness = await conn.fetch("SELECT topic, last_event_time, applied_at FROM freshness ORDER BY topic")
+        ends = await runtime.end_offsets(EVENT_TOPICS)
+        stored = {(r["topic"], r["partition"]): r["next_offset"] for r in positions}
+        keys = sorted(set(stored) | set(ends))
+        return {
+            "generation": generation,
+            "partitions": [
+                {"topic": t, "partition": p, "position": stored.get((t, p), 0), "end_offset": ends.get((t, p)),
+                 "lag": None if (t, p) not in ends else max(ends[(t, p)] - stored.get((t, p), 0), 0)}
+                for t, p in keys
+            ],
+            "topics": {r["topic"]: {"last_event_time": r["last_event_time"], "applied_at": r["applied_at"]}
+                       for r in freshness},
+        }
+
+    @router.get("/reports/{year}", response_class=HTMLResponse, tags=["reports"])
+    async def page(request: Request, year: Annotated[int, Path(ge=1990, le=2100)]) -> HTMLResponse:
+        """The bilan of the year as a printable page, charts in SVG."""
+        async with projection(request) as conn:
+            totals = await reports.activity(conn, year)
+            by_programme = await reports.breakdown(conn, year, "programme")
+            by_month = await reports.breakdown(conn, year, "month")
+        return HTMLResponse(render_page(year, totals, by_programme, by_month))
+
+    return router
+
+
+def render_page(year: int, totals: dict, by_programme: list[dict], by_month: list[dict]) -> str:
+    figures = "\n".join(
+        f"<tr><th scope='row'>{escape(FIGURE_LABELS[f])}</th><td>{totals[f]:,}</td></tr>".replace(",", "\u202f")
+        for f in reports.FIGURES)
+    households = [(PROGRAMME_LABELS.get(r["programme"], "Hors dispositif"), r["households_followed"])
+                  for r in by_programme if r["households_followed"]]
+    months = [(r["month"], r["interviews_held"]) for r in by_month if r["month"]]
+    return f"""<!doctype html>
+<html lang="fr"><head><meta charset="utf-8"><title>Bilan {year} — Accompagnement social</title>
+<style>
+ body {{ font-family: sans-serif; margin: 2rem; color: #222; max-width: 52rem; }}
+ table {{ border-collapse: collapse; margin-bottom: 2rem; }}
+ th, td {{ padding: .3rem .8rem; border-bottom: 1px solid #ddd; text-align: left; }}
+ td {{ text-align: right; font-variant-numeric: tabular-nums; }}
+ figure {{ margin: 0 0 2rem; break-inside: avoid; }}
+ @media print {{ body {{ margin: 0; }} }}
+</style></head>
+<body>
+<h1>Accompagnement social — bilan {year}</h1>
+<p>Chiffres calculés à partir des événements de la plateforme. Aucune donnée nominative.</p>
+<table><caption>Les principaux chiffres {year}</caption><tbody>
+{figures}
+</tbody></table>
+<figure>{bar_chart(f"Ménages suivis par dispositif, {year}", households)}</figure>
+<figure>{bar_chart(f"Entretiens réalisés par mois, {year}", months)}</figure>
+</body></html>
+"""

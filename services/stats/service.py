@@ -1,0 +1,50 @@
+"""stats wired: the projector consumer on the three event topics, and the reports API."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import asyncpg
+
+from alfi_contracts.topics import CASEWORK_EVENTS, INTAKE_EVENTS, VEILLE_EVENTS, dead_letter_topic
+from services.common.consumer import Restart, TransactionalConsumer
+from services.common.service import Runtime, ServiceDefinition
+
+from . import generations
+from .projector import projector
+from .routes import routes
+
+EVENT_TOPICS = (INTAKE_EVENTS, CASEWORK_EVENTS, VEILLE_EVENTS)
+
+
+async def on_start(runtime: Runtime, conn: asyncpg.Connection) -> None:
+    runtime.extras["generation"] = await generations.ensure_current(conn)
+
+
+def consumers(runtime: Runtime) -> list[TransactionalConsumer]:
+    async def follow_generation(conn: asyncpg.Connection) -> None:
+        # FOR SHARE: a rebuild's switch waits for this batch to commit.
+        generation = await conn.fetchval(f"SELECT current FROM {generations.BASE}.generation FOR SHARE")
+        if generation != runtime.extras["generation"]:
+            runtime.extras["generation"] = generation
+            raise Restart  # seek to the new generation's positions, continue there
+
+    return [TransactionalConsumer(
+        runtime.pool, generations.PROJECTOR, EVENT_TOPICS, runtime.settings.kafka_bootstrap_servers,
+        projector(generations.BASE, before=follow_generation), max_records=5000,
+        search_path=lambda: generations.search_path(runtime.extras["generation"]),
+        group_id="alfi-stats-projector",
+    )]
+
+
+DEFINITION = ServiceDefinition(
+    name="stats",
+    default_port=8004,
+    sql_dir=Path(__file__).parent / "sql",
+    handlers={},
+    routes=routes,
+    consumers=consumers,
+    on_start=on_start,
+    publishes=tuple(dead_letter_topic(t) for t in EVENT_TOPICS),
+    description="Reporting read models built from every service's events, and the reports API.",
+)

@@ -1,0 +1,143 @@
+"""stats on the real stack: each report definition on its edge dates, filters,
+breakdowns that add up, poison events, rebuild. Each test uses a year of its own (ten years
+apart, as tests also place events the year before and after), so the
+events other tests put on the shared topics never touch its figures."""
+
+from __future__ import annotations
+
+import csv
+import io
+from datetime import date
+
+import pytest
+
+from tests.integration import events as e
+from tests.support import wait_until
+
+
+async def report(platform, year: int, **params) -> dict:
+    response = await platform.stats.get("/v1/reports/activity", params={"year": year, **params},
+                                        headers=platform.auth("reports:read"))
+    assert response.status_code == 200, response.text
+    return response.json()
+
+
+async def settle(platform, year: int, **expected) -> dict:
+    """Wait until the year's figures show `expected`, then return the whole report."""
+    async def matches() -> bool:
+        got = await report(platform, year)
+        return all(got[k] == v for k, v in expected.items())
+
+    try:
+        await wait_until(matches, timeout=60)
+    except AssertionError:
+        raise AssertionError(f"figures never showed {expected}: {await report(platform, year)}") from None
+    return await report(platform, year)
+
+
+async def test_definitions_on_edge_dates(platform):
+    y = 2041
+    before, inside, after = date(y - 1, 12, 31), date(y, 6, 1), date(y + 1, 1, 1)
+    last_day, first_day = date(y, 12, 31), date(y, 1, 1)
+    enrolled_last_day = e.household(last_day)
+    closed_first_day = e.household(date(y - 1, 3, 1))
+    closed_before = e.household(date(y - 1, 3, 1))
+    enrolled_next_year = e.household(after)
+    held = e.interview(closed_first_day.household_id, first_day, worker="sw-101")
+    cancelled_one = e.interview(enrolled_last_day.household_id, last_day, worker="sw-102")
+    prior_year = e.interview(closed_before.household_id, before, worker="sw-103")
+    s_prior = e.escalated(closed_first_day.household_id, before)
+    s_this = e.escalated(closed_first_day.household_id, inside)
+    events = [
+        enrolled_last_day, closed_first_day, e.closed(closed_first_day.household_id, first_day),
+        closed_before, e.closed(closed_before.household_id, before), enrolled_next_year,
+        held, cancelled_one, e.cancelled(cancelled_one.interview_id, enrolled_last_day.household_id, last_day),
+        prior_year, s_prior, s_this,
+        e.meeting(inside, [s_prior.situation_id, s_this.situation_id]),
+        e.meeting(last_day, [s_prior.situation_id]),  # reviewed twice: counted once
+        e.meeting(after, [s_this.situation_id]),
+        e.workshop(first_day, 12), e.workshop(last_day, 8), e.workshop(before, 30),
+        e.rehousing(enrolled_last_day.household_id, last_day, youth=True, dalo=True),
+        e.rehousing(closed_first_day.household_id, inside, youth=True, dalo=False, landlord="cph-arcade-vyv"),
+        e.rehousing(closed_before.household_id, before, youth=False, dalo=False),
+        # closed the year after, so later tests' years do not follow them
+        e.closed(enrolled_last_day.household_id, date(y + 1, 6, 1)),
+        e.closed(enrolled_next_year.household_id, date(y + 1, 6, 1)),
+    ]
+    await e.publish(platform.bootstrap, events)
+    expected = {
+        "households_followed": 2, "interviews_held": 1, "social_workers_active": 1,
+        "veille_meetings": 2, "situations_reviewed": 2, "situations_escalated": 1,
+        "workshops_held": 2, "workshop_participants": 20,
+        "rehousings": 2, "rehousings_dalo": 1, "rehousings_youth": 2,
+    }
+    assert await settle(platform, y, **expected) == {"year": y, **expected}
+
+
+async def test_breakdowns_add_up_and_filters_follow_the_definition(platform):
+    y = 2051
+    a = e.household(date(y, 1, 10), programme="jeunes_ase", territory="ile-de-france", worker="sw-201")
+    b = e.household(date(y, 2, 10), programme="mous", territory="bretagne", worker="sw-202")
+    events = [a, b,
+              e.interview(a.household_id, date(y, 1, 15), worker="sw-201"),
+              e.interview(b.household_id, date(y, 2, 15), worker="sw-201"),  # one worker, two programmes
+              e.interview(b.household_id, date(y, 3, 15), worker="sw-202"),
+              e.workshop(date(y, 4, 1), 7, theme="energy_saving"),
+              e.rehousing(a.household_id, date(y, 5, 1), youth=True, dalo=True),
+              e.closed(a.household_id, date(y + 1, 1, 5)), e.closed(b.household_id, date(y + 1, 1, 5))]
+    await e.publish(platform.bootstrap, events)
+    headline = await settle(platform, y, households_followed=2, interviews_held=3, social_workers_active=2,
+                            rehousings=1, workshops_held=1, workshop_participants=7)
+    for by in ("programme", "territory", "month", "worker", "workshop_theme", "landlord"):
+        response = await platform.stats.get("/v1/reports/activity/breakdown", params={"year": y, "by": by},
+                                            headers=platform.auth("reports:read"))
+        assert response.status_code == 200
+        rows = response.json()["rows"]
+        for figure, total in headline.items():
+            if figure != "year":
+                assert sum(r[figure] for r in rows) == total, (by, figure)
+    mous = await report(platform, y, programme="mous")
+    assert (mous["interviews_held"], mous["social_workers_active"], mous["households_followed"]) == (2, 2, 1)
+    assert mous["workshops_held"] == 0  # a workshop belongs to no programme
+    csv_response = await platform.stats.get("/v1/reports/activity/breakdown",
+                                            params={"year": y, "by": "programme", "format": "csv"},
+                                            headers=platform.auth("reports:read"))
+    assert csv_response.headers["content-type"].startswith("text/csv")
+    table = list(csv.DictReader(io.StringIO(csv_response.text)))
+    assert {r["programme"] for r in table} == {"jeunes_ase", "mous", ""}
+    assert sum(int(r["interviews_held"]) for r in table) == 3
+
+
+async def test_unknown_year_is_an_empty_report_and_bad_parameters_are_named(platform):
+    empty = await report(platform, 1999)
+    assert empty["year"] == 1999 and empty["households_followed"] == 0
+    bad = await platform.stats.get("/v1/reports/activity/breakdown", params={"year": 2023, "by": "colour"},
+                                   headers=platform.auth("reports:read"))
+    assert bad.status_code == 422 and "by" in bad.json()["detail"]
+    bad_year = await platform.stats.get("/v1/reports/activity", params={"year": "deux-mille"},
+                                        headers=platform.auth("reports:read"))
+    assert bad_year.status_code == 422 and "year" in bad_year.json()["detail"]
+    no_scope = await platform.stats.get("/v1/reports/activity", params={"year": 2023},
+                                        headers=platform.auth("intake:read"))
+    assert no_scope.status_code == 403
+
+
+async def test_html_report_with_svg_charts(platform):
+    y = 2061
+    h = e.household(date(y, 3, 1), programme="pension_de_famille")
+    await e.publish(platform.bootstrap, [h, e.interview(h.household_id, date(y, 3, 2)),
+                                         e.closed(h.household_id, date(y + 1, 1, 5))])
+    await settle(platform, y, interviews_held=1)
+    page = await platform.stats.get(f"/reports/{y}", headers=platform.auth("reports:read"))
+    assert page.status_code == 200 and page.headers["content-type"].startswith("text/html")
+    assert page.text.count("<svg") == 2 and "Pensions de famille" in page.text and f"{y}-03" in page.text
+    assert "<script" not in page.text
+
+
+async def test_status_shows_positions_and_freshness(platform):
+    status = await platform.stats.get("/v1/projections/status", headers=platform.auth("reports:read"))
+    assert status.status_code == 200
+    body = status.json()
+    assert body["generation"] >= 1
+    assert {p["topic"] for p in body["partitions"]} >= {"alfi.intake.events"}
+    assert all(p["lag"] is None or p["lag"] >= 0 for p in body["partitions"])
