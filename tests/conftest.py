@@ -77,3 +77,14 @@ async def db(database_url: str) -> AsyncIterator[asyncpg.Connection]:
         yield conn
     finally:
         await conn.close()
+
+
+@pytest.fixture(scope="session")
+def event_loop_runner():
+    """Run a coroutine to completion from a synchronous test (hypothesis drives sync
+    functions); a loop of its own, so it never nests in pytest-asyncio's."""
+    import asyncio
+    import concurrent.futures
+
+    with concurrent.futures.ThreadPoolExecutor(max_workers=1) as pool:
+        yield lambda coroutine: pool.submit(asyncio.run, coroutine).result()

@@ -141,3 +141,58 @@ async def test_status_shows_positions_and_freshness(platform):
     assert body["generation"] >= 1
     assert {p["topic"] for p in body["partitions"]} >= {"alfi.intake.events"}
     assert all(p["lag"] is None or p["lag"] >= 0 for p in body["partitions"])
+
+
+async def test_poison_events_go_to_the_dead_letter_topic_and_the_stream_goes_on(platform):
+    from aiokafka import AIOKafkaProducer
+
+    from tests.integration.platform import read_topic
+
+    y = 2071
+    h = e.household(date(y, 2, 1))
+    poison = [b"\x00not json", b'{"specversion": "1.0", "type": "household.adopted"}']
+    producer = AIOKafkaProducer(bootstrap_servers=platform.bootstrap, acks="all")
+    await producer.start()
+    try:
+        for value in poison:
+            await producer.send_and_wait("alfi.intake.events", value, key=h.key)
+    finally:
+        await producer.stop()
+    await e.publish(platform.bootstrap, [h, e.closed(h.household_id, date(y + 1, 1, 5))])
+    await settle(platform, y, households_followed=1)  # the events after the poison were applied
+
+    async def letters():
+        return [r for r in await read_topic(platform.bootstrap, "alfi.intake.events.dlq") if r.value in poison]
+
+    await wait_until(lambda: _count_at_least(letters, 2))
+    kinds = {dict(r.headers)["alfi-error-kind"] for r in await letters()}
+    assert kinds == {b"undecodable", b"invalid_envelope"}
+
+
+async def _count_at_least(fetch, n: int) -> bool:
+    return len(await fetch()) >= n
+
+
+async def test_rebuild_from_offset_zero_equals_the_live_projection(platform):
+    from services.stats.rebuild import rebuild
+
+    y = 2081
+    h = e.household(date(y, 1, 5))
+    events = [h, e.interview(h.household_id, date(y, 1, 6)), e.workshop(date(y, 2, 1), 4),
+              e.closed(h.household_id, date(y + 1, 1, 5))]
+    await e.publish(platform.bootstrap, events)
+    await settle(platform, y, households_followed=1, interviews_held=1, workshops_held=1)
+    years = (2041, 2051, 2061, 2071, 2081, 1999)
+    live = [await report(platform, year) for year in years]
+    runtime = platform.runtimes["stats"]
+    before = runtime.extras["generation"]
+    result = await rebuild(runtime.settings)
+    assert result["generation"] == before + 1 and result["events"] > 0
+    assert [await report(platform, year) for year in years] == live  # the API reads the new generation
+    status = await platform.stats.get("/v1/projections/status", headers=platform.auth("reports:read"))
+    assert status.json()["generation"] == before + 1
+    # The live projector follows the switch and keeps applying new events.
+    later = e.household(date(y, 6, 1))
+    await e.publish(platform.bootstrap, [later, e.closed(later.household_id, date(y + 1, 1, 5))])
+    await settle(platform, y, households_followed=2)
+    assert runtime.extras["generation"] == before + 1
