@@ -9,7 +9,7 @@ PY := $(VENV)/bin/python
 DEVSTACK := $(PY) deploy/local/devstack.py
 INSTALLED := $(VENV)/.installed
 
-.PHONY: install run test test-unit infra infra-down status schemas token bench
+.PHONY: install run test test-unit infra infra-down status schemas token bench demo
 
 install: $(INSTALLED)
 
@@ -28,6 +28,10 @@ run: install
 SCOPES ?= all
 token: install
 	@$(DEVSTACK) token "$(SCOPES)"
+
+## With the stack running (make run): send a realistic 2022-2024, print the 2023 bilan.
+demo: install
+	$(PY) -m demo
 
 ## Benchmarks (not tests): each prints its figures beside its target.
 bench: install

@@ -51,3 +51,50 @@ def service(module: str, port: int, env: dict[str, str], log: Path) -> Iterator[
         yield process
     finally:
         stop(process)
+
+
+def load_devstack():  # noqa: ANN201
+    """deploy/local/devstack.py is a script, not a package: load it by path, once."""
+    import importlib.util
+
+    if "devstack" in sys.modules:
+        return sys.modules["devstack"]
+    spec = importlib.util.spec_from_file_location("devstack", REPO / "deploy/local/devstack.py")
+    assert spec and spec.loader
+    module = importlib.util.module_from_spec(spec)
+    sys.modules["devstack"] = module
+    spec.loader.exec_module(module)
+    return module
+
+
+@contextlib.contextmanager
+def isolated_infrastructure(kafka_port: int = 19292) -> Iterator[tuple[str, str]]:
+    """A throwaway broker and a fresh database, removed afterwards."""
+    import asyncio
+    import shutil
+    import tempfile
+    import uuid
+    from urllib.parse import urlsplit, urlunsplit
+
+    import asyncpg
+
+    devstack = load_devstack()
+    root = Path(tempfile.mkdtemp(prefix="alfi-bench-kafka-"))
+    server = devstack.pg_up()
+    name = f"alfi_bench_{uuid.uuid4().hex[:8]}"
+
+    async def admin(sql: str) -> None:
+        conn = await asyncpg.connect(server)
+        try:
+            await conn.execute(sql)
+        finally:
+            await conn.close()
+
+    asyncio.run(admin(f'CREATE DATABASE "{name}"'))
+    try:
+        bootstrap = devstack.kafka_up(port=kafka_port, root=root)
+        yield bootstrap, urlunsplit(urlsplit(server)._replace(path=f"/{name}"))
+    finally:
+        devstack.kafka_down(root)
+        shutil.rmtree(root, ignore_errors=True)
+        asyncio.run(admin(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))

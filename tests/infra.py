@@ -9,7 +9,6 @@
 from __future__ import annotations
 
 import contextlib
-import importlib.util
 import os
 import shutil
 import tempfile
@@ -18,21 +17,11 @@ import sys
 from collections.abc import Iterator
 from pathlib import Path
 
+from bench.stack import load_devstack  # noqa: E402 - one loader for the launcher script
+
 REPO = Path(__file__).resolve().parents[1]
 KAFKA_IMAGE = "apache/kafka:4.1.1"
 POSTGRES_IMAGE = "postgres:16-alpine"
-
-
-def load_devstack():
-    """deploy/local/devstack.py is a script, not a package: load it by path, once."""
-    if "devstack" in sys.modules:
-        return sys.modules["devstack"]
-    spec = importlib.util.spec_from_file_location("devstack", REPO / "deploy/local/devstack.py")
-    assert spec and spec.loader
-    module = importlib.util.module_from_spec(spec)
-    sys.modules["devstack"] = module
-    spec.loader.exec_module(module)
-    return module
 
 
 def docker_answers() -> bool:

@@ -6,6 +6,7 @@
   change or closure cannot be dated before the enrolment.
 - After erasure nothing more is recorded; erasure removes the composition and referent
   (the only attributes that describe the people) and keeps what the figures need.
+  Erasing again is a no-op (200), as a repeated DELETE should be.
 """
 
 from __future__ import annotations
@@ -81,6 +82,10 @@ async def close_accompaniment(unit: Unit, command: CloseAccompaniment) -> Outcom
 
 
 async def erase_personal_data(unit: Unit, command: ErasePersonalData) -> Outcome:
+    row = await unit.conn.fetchrow(
+        "SELECT * FROM households WHERE household_id = $1 FOR UPDATE", command.household_id)
+    if row is not None and row["erased_on"] is not None:
+        return Outcome(view(row), created=False)  # already erased: a repeated DELETE is a no-op
     await household(unit.conn, command.household_id)
     today = date.today()
     row = await unit.conn.fetchrow(
