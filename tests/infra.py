@@ -69,15 +69,22 @@ def kafka() -> Iterator[Kafka]:
     else:
         # A throwaway broker of the session's own, on its own port, so the tests never
         # see what `make run` or an earlier session left on the topics.
-        devstack = load_devstack()
-        root = Path(tempfile.mkdtemp(prefix="alfi-test-kafka-"))
-        port = int(os.environ.get("ALFI_TEST_KAFKA_PORT", TEST_KAFKA_PORT))
-        handle = Kafka(devstack.kafka_up(port=port, root=root), (devstack, root, port))
-        try:
+        with own_local_kafka(int(os.environ.get("ALFI_TEST_KAFKA_PORT", TEST_KAFKA_PORT))) as handle:
             yield handle
-        finally:
-            devstack.kafka_down(root)
-            shutil.rmtree(root, ignore_errors=True)
+
+
+@contextlib.contextmanager
+def own_local_kafka(port: int) -> Iterator[Kafka]:
+    """A broker of its own for tests that must see empty topics (the demo's exact bilan).
+    Only with the local launcher: a given broker cannot be multiplied."""
+    devstack = load_devstack()
+    root = Path(tempfile.mkdtemp(prefix="alfi-test-kafka-"))
+    handle = Kafka(devstack.kafka_up(port=port, root=root), (devstack, root, port))
+    try:
+        yield handle
+    finally:
+        devstack.kafka_down(root)
+        shutil.rmtree(root, ignore_errors=True)
 
 
 def _kafka_container() -> Iterator[str]:  # pragma: no cover - needs a Docker engine

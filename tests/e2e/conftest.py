@@ -22,14 +22,15 @@ class Stack:
     logs: Path
     processes: dict = field(default_factory=dict)
     token: str = ""
+    ports: dict[str, int] = field(default_factory=lambda: dict(PORTS))
 
     def url(self, service: str) -> str:
-        return f"http://127.0.0.1:{PORTS[service]}"
+        return f"http://127.0.0.1:{self.ports[service]}"
 
     def start(self, service: str) -> None:
-        process = start_service(f"services.{service}", PORTS[service], self.env, self.logs / f"{service}.log")
+        process = start_service(f"services.{service}", self.ports[service], self.env, self.logs / f"{service}.log")
         self.processes[service] = process
-        wait_ready(PORTS[service], process)
+        wait_ready(self.ports[service], process)
 
     def kill(self, service: str) -> None:
         stop(self.processes.pop(service), kill=True)
@@ -48,7 +49,8 @@ async def stack(kafka_bootstrap: str, server_database_url: str, tmp_path_factory
             yield running
 
 
-async def _stack(kafka_bootstrap: str, database_url: str, tmp_path_factory):
+async def _stack(kafka_bootstrap: str, database_url: str, tmp_path_factory, ports: dict[str, int] = PORTS,
+                 start: tuple[str, ...] = tuple(PORTS)):
     conn = await asyncpg.connect(database_url)
     try:
         await migrate_auth(conn)
@@ -56,9 +58,9 @@ async def _stack(kafka_bootstrap: str, database_url: str, tmp_path_factory):
     finally:
         await conn.close()
     running = Stack({"DATABASE_URL": database_url, "KAFKA_BOOTSTRAP_SERVERS": kafka_bootstrap},
-                    tmp_path_factory.mktemp("service-logs"), token=token)
+                    tmp_path_factory.mktemp("service-logs"), token=token, ports=dict(ports))
     try:
-        for service in PORTS:
+        for service in start:
             running.start(service)
         yield running
     finally:
