@@ -24,7 +24,7 @@ from .charts import bar_chart
 
 READ = Authorised("reports:read")
 EVENT_TOPICS = (INTAKE_EVENTS, CASEWORK_EVENTS, VEILLE_EVENTS)
-Year = Annotated[int, Query(ge=1990, le=2100, description="calendar year, e.g. 2023")]
+Year = Annotated[int, Query(ge=1900, le=2100, description="calendar year, e.g. 2023")]
 ProgrammeFilter = Annotated[Programme | None, Query()]
 TerritoryFilter = Annotated[Slug | None, Query()]
 
@@ -111,7 +111,7 @@ def routes(runtime) -> APIRouter:  # noqa: ANN001
         }
 
     @router.get("/reports/{year}", response_class=HTMLResponse, tags=["reports"])
-    async def page(request: Request, year: Annotated[int, Path(ge=1990, le=2100)]) -> HTMLResponse:
+    async def page(request: Request, year: Annotated[int, Path(ge=1900, le=2100)]) -> HTMLResponse:
         """The bilan of the year as a printable page, charts in SVG."""
         async with projection(request) as conn:
             totals = await reports.activity(conn, year)
