@@ -4,14 +4,13 @@ broker and a fresh database on the local PostgreSQL), so nothing it sends lands 
 
 from __future__ import annotations
 
-import asyncio
 import os
 import sys
 
-from bench import intake_commands
+from bench import intake_commands, stats_rebuild
 from bench.stack import isolated_infrastructure
 
-BENCHMARKS = [intake_commands.main]
+BENCHMARKS = [intake_commands.main, stats_rebuild.main]
 
 
 def main() -> int:

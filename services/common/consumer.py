@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import asyncio
 from collections.abc import Awaitable, Callable, Sequence
+from typing import Any
 
 import asyncpg
 import structlog
@@ -75,7 +76,7 @@ class TransactionalConsumer:
     def __init__(
         self, pool: asyncpg.Pool, name: str, topics: Sequence[str], bootstrap_servers: str,
         handle_batch: BatchHandler, max_records: int = 500, search_path: Callable[[], str] | None = None,
-        group_id: str | None = None,
+        group_id: str | None = None, prepare: Callable[[Batches], Any] | None = None,
     ) -> None:
         self.pool = pool
         self.name = name
@@ -89,6 +90,10 @@ class TransactionalConsumer:
         # The Kafka group; positions are stored under `name`, so a rebuild (its own group)
         # leaves positions the live consumer picks up after the switch.
         self.group_id = group_id or name
+        # Optional CPU-only step (decoding, folding) run outside the transaction, so the
+        # next poll is prepared while the previous one's transaction commits. Without it,
+        # `handle_batch` receives the records themselves.
+        self.prepare = prepare
         self.positions: dict[TopicPartition, int] = {}
         self.consumer: AIOKafkaConsumer | None = None
         self.connected = False
@@ -123,10 +128,23 @@ class TransactionalConsumer:
         try:
             self.consumer.subscribe(self.topics, listener=_SeekToStored(self))
             self.connected = True
-            while True:
-                batches = await self.consumer.getmany(timeout_ms=500, max_records=self.max_records)
-                if batches:
-                    await self.apply(batches)
+            writing: asyncio.Task | None = None
+            try:
+                while True:
+                    if writing is not None and writing.done():
+                        await writing  # surfaces its failure (or Restart) now, not at the next poll
+                        writing = None
+                    batches = await self.consumer.getmany(timeout_ms=500, max_records=self.max_records)
+                    if not batches:
+                        continue
+                    prepared = self.prepare(batches) if self.prepare else batches
+                    if writing is not None:
+                        await writing  # one transaction at a time, in poll order
+                    writing = asyncio.create_task(self.apply(batches, prepared))
+            finally:
+                if writing is not None and not writing.done():
+                    writing.cancel()
+                    await asyncio.gather(writing, return_exceptions=True)
         finally:
             self.connected = False
             await self.consumer.stop()
@@ -135,8 +153,10 @@ class TransactionalConsumer:
         if self.search_path is not None:
             await conn.execute(f"SET LOCAL search_path TO {self.search_path()}")
 
-    async def apply(self, batches: Batches) -> None:
+    async def apply(self, batches: Batches, prepared: Any = None) -> None:
         """One transaction for the whole poll: every partition's records and positions."""
+        if prepared is None:
+            prepared = self.prepare(batches) if self.prepare else batches
         async with self.pool.acquire() as conn, conn.transaction():
             await self.enter_schema(conn)
             stored = await conn.fetch(
@@ -151,7 +171,9 @@ class TransactionalConsumer:
             }
             if not fresh:
                 return
-            await self.handle_batch(conn, fresh)
+            if fresh != batches:  # some were applied before a restart: prepare only the rest
+                prepared = self.prepare(fresh) if self.prepare else fresh
+            await self.handle_batch(conn, prepared)
             positions = {tp: records[-1].offset + 1 for tp, records in fresh.items()}
             await store_positions(conn, self.name, positions)
         self.positions.update(positions)

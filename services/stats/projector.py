@@ -15,13 +15,15 @@ with history: the change with the latest (date, event time) wins, compared in SQ
 from __future__ import annotations
 
 from collections import defaultdict
+from dataclasses import dataclass
 from collections.abc import Awaitable, Callable
 from datetime import datetime
 from typing import Any
 
 import asyncpg
 
-from alfi_contracts import ContractError, decode
+from alfi_contracts import ContractError
+from alfi_contracts.envelope import read
 from alfi_contracts import events as ev
 from services.common.commands import dead_letter
 from services.common.consumer import Batches
@@ -157,26 +159,38 @@ async def write(conn: asyncpg.Connection, rows: dict[str, dict[Any, tuple]], typ
         )
 
 
-def projector(
-    dead_letter_schema: str, before: Callable[[asyncpg.Connection], Awaitable[None]] | None = None,
-    on_dead_letter: Callable[[str, str], None] | None = None,
-):  # noqa: ANN201
-    types: dict[str, dict[str, str]] = {}
+@dataclass
+class Prepared:
+    """A poll decoded and folded: one row per entity and statement, and its dead letters."""
 
-    async def apply(conn: asyncpg.Connection, batches: Batches) -> None:
-        if before:
-            await before(conn)
+    rows: dict[str, dict[Any, tuple]]
+    letters: list
+
+
+class Projector:
+    """`prepare` (CPU: decode, validate, fold) runs outside the transaction, overlapping
+    the previous poll's; `apply` writes inside it. See TransactionalConsumer."""
+
+    def __init__(self, dead_letter_schema: str,
+                 before: Callable[[asyncpg.Connection], Awaitable[None]] | None = None,
+                 on_dead_letter: Callable[[str, str], None] | None = None) -> None:
+        self.dead_letter_schema = dead_letter_schema
+        self.before = before
+        self.on_dead_letter = on_dead_letter
+        self.types: dict[str, dict[str, str]] = {}
+
+    def prepare(self, batches: Batches) -> Prepared:
         rows: dict[str, dict[Any, tuple]] = defaultdict(dict)
         letters = []
         for tp, records in batches.items():
             newest = None
             for record in records:
                 try:
-                    envelope, data = decode(record.value or b"")
+                    envelope, data = read(record.value or b"")
                 except ContractError as error:
                     letters.append(dead_letter(tp, record, error.kind, error.detail))
-                    if on_dead_letter:
-                        on_dead_letter(tp.topic, error.kind)
+                    if self.on_dead_letter:
+                        self.on_dead_letter(tp.topic, error.kind)
                     continue
                 fold(rows, data, envelope.time)
                 newest = envelope.time if newest is None or envelope.time > newest else newest
@@ -184,9 +198,12 @@ def projector(
                 current = rows["freshness"].get(tp.topic)
                 if current is None or newest > current[1]:
                     rows["freshness"][tp.topic] = (tp.topic, newest)
-        await write(conn, rows, await column_types(conn, types))
-        if letters:
-            # The generation's search_path ends with the base schema, whose outbox this is.
-            await enqueue(conn, dead_letter_schema, letters)
+        return Prepared(rows, letters)
 
-    return apply
+    async def apply(self, conn: asyncpg.Connection, prepared: Prepared) -> None:
+        if self.before:
+            await self.before(conn)
+        await write(conn, prepared.rows, await column_types(conn, self.types))
+        if prepared.letters:
+            # The generation's search_path ends with the base schema, whose outbox this is.
+            await enqueue(conn, self.dead_letter_schema, prepared.letters)

@@ -13,6 +13,7 @@ before the old one is dropped.
 from __future__ import annotations
 
 import asyncio
+import json
 import resource
 import sys
 import time
@@ -28,7 +29,7 @@ from services.common.service import Runtime
 from services.common.settings import ServiceSettings
 
 from . import generations
-from .projector import projector
+from .projector import Projector
 from .service import DEFINITION, EVENT_TOPICS
 
 
@@ -53,9 +54,10 @@ async def rebuild(settings: ServiceSettings, progress=None) -> dict:  # noqa: AN
                 "SELECT coalesce(max(substring(nspname from 'stats_g([0-9]+)')::int), 0)"
                 " FROM pg_namespace WHERE nspname ~ '^stats_g[0-9]+$'")) + 1
             await generations.prepare(conn, target, fresh=True)
+        projection = Projector(generations.BASE)
         consumer = TransactionalConsumer(
             pool, generations.PROJECTOR, EVENT_TOPICS, settings.kafka_bootstrap_servers,
-            projector(generations.BASE), max_records=5000,
+            projection.apply, prepare=projection.prepare, max_records=5000,
             search_path=lambda: generations.search_path(target),
             group_id=f"alfi-stats-rebuild-{target}-{uuid.uuid4().hex[:6]}",
         )
@@ -85,7 +87,12 @@ async def rebuild(settings: ServiceSettings, progress=None) -> dict:  # noqa: AN
 def main() -> int:
     settings = ServiceSettings.for_service("stats", DEFINITION.default_port)
     configure_logging("stats-rebuild", settings.log_level, settings.log_format)
-    result = asyncio.run(rebuild(settings, progress=lambda n: print(f"\r{n} events", end="", file=sys.stderr)))
+    quiet = "--json" in sys.argv
+    result = asyncio.run(rebuild(settings, progress=None if quiet else
+                                 lambda n: print(f"\r{n} events", end="", file=sys.stderr)))
+    if quiet:
+        print(json.dumps(result))
+        return 0
     print(f"\nrebuilt generation {result['generation']} (was {result['previous']}): {result['events']} events"
           f" in {result['seconds']:.1f}s, {result['events'] / max(result['seconds'], 1e-9):,.0f} events/s,"
           f" peak RSS {result['peak_rss_mb']:.0f} MB")

@@ -11,7 +11,7 @@ from services.common.consumer import Restart, TransactionalConsumer
 from services.common.service import Runtime, ServiceDefinition
 
 from . import generations
-from .projector import projector
+from .projector import Projector
 from .routes import routes
 
 EVENT_TOPICS = (INTAKE_EVENTS, CASEWORK_EVENTS, VEILLE_EVENTS)
@@ -29,9 +29,10 @@ def consumers(runtime: Runtime) -> list[TransactionalConsumer]:
             runtime.extras["generation"] = generation
             raise Restart  # seek to the new generation's positions, continue there
 
+    projection = Projector(generations.BASE, before=follow_generation)
     return [TransactionalConsumer(
         runtime.pool, generations.PROJECTOR, EVENT_TOPICS, runtime.settings.kafka_bootstrap_servers,
-        projector(generations.BASE, before=follow_generation), max_records=5000,
+        projection.apply, prepare=projection.prepare, max_records=5000,
         search_path=lambda: generations.search_path(runtime.extras["generation"]),
         group_id="alfi-stats-projector",
     )]

@@ -9,10 +9,11 @@ from dataclasses import dataclass
 
 import asyncpg
 import httpx
-from aiokafka import AIOKafkaConsumer, TopicPartition
+from aiokafka import AIOKafkaConsumer
 from aiokafka.structs import ConsumerRecord
 
 from services.casework.service import DEFINITION as CASEWORK
+from services.common.kafka import partitions_of
 from services.common.auth import ALL_SCOPES, issue_token, migrate_auth
 from services.common.service import Runtime
 from services.common.settings import ServiceSettings
@@ -66,11 +67,7 @@ async def read_topic(bootstrap: str, topic: str, timeout: float = 10.0) -> list[
     consumer = AIOKafkaConsumer(bootstrap_servers=bootstrap, enable_auto_commit=False)
     await consumer.start()
     try:
-        partitions = consumer.partitions_for_topic(topic)
-        if partitions is None:
-            await consumer._client.force_metadata_update()  # noqa: SLF001 - a fresh topic
-            partitions = consumer.partitions_for_topic(topic) or set()
-        tps = [TopicPartition(topic, p) for p in partitions]
+        tps = await partitions_of(bootstrap, [topic])
         if not tps:
             return []
         consumer.assign(tps)

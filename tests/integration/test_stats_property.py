@@ -14,7 +14,7 @@ from hypothesis import HealthCheck, given, settings, strategies as st
 
 from alfi_contracts import encode, make_event
 from services.stats import generations, reports
-from services.stats.projector import projector
+from services.stats.projector import Projector
 from tests.integration import events as e
 from tests.reference import bilan
 
@@ -86,14 +86,14 @@ async def project(database_url: str, polls: list[list[tuple]]) -> dict:
     try:
         await conn.execute(f"CREATE SCHEMA IF NOT EXISTS {generations.BASE}")
         await generations.prepare(conn, generation, fresh=True)
-        apply = projector(generations.BASE)
+        projection = Projector(generations.BASE)
         for poll in polls:
             batches: dict = {}
             for tp, record in records(poll):
                 batches.setdefault(tp, []).append(record)
             async with conn.transaction():
                 await conn.execute(f"SET LOCAL search_path TO {generations.search_path(generation)}")
-                await apply(conn, batches)
+                await projection.apply(conn, projection.prepare(batches))
         async with conn.transaction():
             await conn.execute(f"SET LOCAL search_path TO {generations.search_path(generation)}")
             result = await reports.activity(conn, YEAR)

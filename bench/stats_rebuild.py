@@ -1,0 +1,175 @@
+"""stats' throughput: rebuild the projections from offset 0 over 1,000,000 realistic
+events, against the ceiling of a bare aiokafka consumer that only reads and JSON-decodes
+the same events.
+
+Targets (2 cores, everything local): rebuild >= 25,000 events/s, >= 40% of the bare
+consumer's rate, stats' peak resident memory < 400 MB.
+
+The events are written as the services write them (CloudEvents JSON, key = household),
+built as plain dicts for speed; the rebuild validates every one against the contracts.
+The mix follows the association's activity scaled up: enrolments, closures, referent
+changes, interviews (about 87%), cancellations, workshops, rehousings, escalations,
+meetings and resolutions.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import os
+import random
+import subprocess
+import sys
+import time
+import uuid
+from datetime import UTC, date, datetime, timedelta
+
+from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
+
+from alfi_contracts.topics import CASEWORK_EVENTS, INTAKE_EVENTS, VEILLE_EVENTS
+from services.common.kafka import ensure_topics, partitions_of
+
+EVENTS = int(os.environ.get("BENCH_STATS_EVENTS", "1000000"))
+TOPICS = (INTAKE_EVENTS, CASEWORK_EVENTS, VEILLE_EVENTS)
+PROGRAMMES = ["pension_de_famille", "jeunes_ase", "residence_jeunes_actifs", "locataires_parc_social",
+              "menages_ukrainiens", "masp2", "mous", "fnavdl"]
+TERRITORIES = ["ile-de-france", "bretagne", "hauts-de-france", "normandie"]
+
+
+def envelope(service: str, event_type: str, version: int, subject: str, data: dict) -> bytes:
+    return json.dumps({
+        "specversion": "1.0", "id": str(uuid.uuid4()), "source": f"/alfi/{service}", "type": event_type,
+        "time": datetime.now(UTC).isoformat(), "subject": subject, "datacontenttype": "application/json",
+        "dataschema": f"urn:alfi:schema:{event_type}:v{version}", "correlationid": "bench", "data": data,
+    }).encode()
+
+
+def generate(total: int, seed: int = 7):  # noqa: ANN201 - yields (topic, key, value)
+    rng = random.Random(seed)
+    day = lambda: (date(2023, 1, 1) + timedelta(days=rng.randint(0, 364))).isoformat()  # noqa: E731
+    households = total // 20
+    ids = [str(uuid.UUID(int=rng.getrandbits(128), version=4)) for _ in range(households)]
+    produced = 0
+    for h in ids:
+        yield INTAKE_EVENTS, h, envelope("intake", "household.enrolled", 1, h, {
+            "household_id": h, "programme": rng.choice(PROGRAMMES), "territory": rng.choice(TERRITORIES),
+            "referent_worker_id": f"sw-{rng.randint(1, 30):03d}", "enrolled_on": "2022-06-01",
+            "youth": rng.random() < 0.2, "dalo_priority": rng.random() < 0.1, "adults": 1, "children": rng.randint(0, 3)})
+        produced += 1
+    situations: list[tuple[str, str]] = []
+    while produced < total:
+        roll = rng.random()
+        h = rng.choice(ids)
+        if roll < 0.87:
+            i = str(uuid.uuid4())
+            yield CASEWORK_EVENTS, h, envelope("casework", "interview.held", 1, h, {
+                "interview_id": i, "household_id": h, "worker_id": f"sw-{rng.randint(1, 30):03d}", "held_on": day(),
+                "mode": "office", "topics": ["housing", "budget"], "duration_minutes": 45})
+            if rng.random() < 0.012:
+                yield CASEWORK_EVENTS, h, envelope("casework", "interview.cancelled", 1, h, {
+                    "interview_id": i, "household_id": h, "cancelled_on": day(), "reason": "entered_in_error"})
+                produced += 1
+        elif roll < 0.90:
+            yield INTAKE_EVENTS, h, envelope("intake", "household.accompaniment_closed", 1, h, {
+                "household_id": h, "closed_on": "2023-12-15", "outcome": "handed_over"})
+        elif roll < 0.91:
+            yield INTAKE_EVENTS, h, envelope("intake", "household.referent_changed", 1, h, {
+                "household_id": h, "referent_worker_id": f"sw-{rng.randint(1, 30):03d}", "changed_on": day()})
+        elif roll < 0.945:
+            s = str(uuid.uuid4())
+            situations.append((s, h))
+            yield VEILLE_EVENTS, h, envelope("veille", "situation.escalated", 2, h, {
+                "situation_id": s, "household_id": h, "escalated_on": "2023-01-02", "severity": "serious",
+                "reasons": ["isolation"]})
+        elif roll < 0.965 and situations:
+            s, owner = rng.choice(situations)
+            yield VEILLE_EVENTS, owner, envelope("veille", "situation.resolved", 1, owner, {
+                "situation_id": s, "household_id": owner, "resolved_on": "2023-12-20", "outcome": "stabilised"})
+        elif roll < 0.975 and situations:
+            m = str(uuid.uuid4())
+            reviewed = {s for s, _ in rng.sample(situations, min(4, len(situations)))}
+            yield VEILLE_EVENTS, m, envelope("veille", "veille.meeting_held", 1, m, {
+                "meeting_id": m, "held_on": day(), "territory": rng.choice(TERRITORIES),
+                "reviewed": [{"situation_id": s, "decision": "monitor"} for s in reviewed]})
+        elif roll < 0.99:
+            w = str(uuid.uuid4())
+            yield CASEWORK_EVENTS, w, envelope("casework", "workshop.held", 1, w, {
+                "workshop_id": w, "residence": "rja-rennes", "territory": "bretagne", "theme": "budget",
+                "held_on": day(), "participants": rng.randint(4, 18)})
+        else:
+            r = str(uuid.uuid4())
+            yield CASEWORK_EVENTS, h, envelope("casework", "rehousing.confirmed", 1, h, {
+                "rehousing_id": r, "household_id": h, "landlord": "antin-residences", "confirmed_on": day(),
+                "youth": True, "dalo_priority": rng.random() < 0.4})
+        produced += 1
+
+
+async def load(bootstrap: str, total: int) -> float:
+    await ensure_topics(bootstrap, TOPICS)
+    producer = AIOKafkaProducer(bootstrap_servers=bootstrap, acks="all", enable_idempotence=True,
+                                linger_ms=20, max_batch_size=512 * 1024)
+    await producer.start()
+    started = time.perf_counter()
+    try:
+        pending = []
+        for topic, key, value in generate(total):
+            pending.append(await producer.send(topic, value, key=key.encode()))
+            if len(pending) >= 20000:
+                await asyncio.gather(*pending)
+                pending.clear()
+        await asyncio.gather(*pending)
+    finally:
+        await producer.stop()
+    return time.perf_counter() - started
+
+
+async def bare_consumer(bootstrap: str) -> tuple[int, float]:
+    consumer = AIOKafkaConsumer(bootstrap_servers=bootstrap, enable_auto_commit=False,
+                                max_partition_fetch_bytes=4 * 1024 * 1024)
+    await consumer.start()
+    try:
+        tps = await partitions_of(bootstrap, TOPICS)
+        consumer.assign(tps)
+        await consumer.seek_to_beginning(*tps)
+        ends = await consumer.end_offsets(tps)
+        remaining = sum(ends.values())
+        count = 0
+        started = time.perf_counter()
+        while count < remaining:
+            for records in (await consumer.getmany(timeout_ms=500, max_records=5000)).values():
+                for record in records:
+                    json.loads(record.value)
+                count += len(records)
+        return count, time.perf_counter() - started
+    finally:
+        await consumer.stop()
+
+
+def main() -> int:
+    bootstrap = os.environ["KAFKA_BOOTSTRAP_SERVERS"]
+    print(f"stats rebuild over {EVENTS:,} events".replace(",", " "), flush=True)
+    loaded = asyncio.run(load(bootstrap, EVENTS))
+    print(f"  loaded into the three topics in {loaded:.1f}s ({EVENTS / loaded:,.0f} events/s)", flush=True)
+    done = subprocess.run([sys.executable, "-m", "services.stats.rebuild", "--json"], capture_output=True,
+                          text=True, env={**os.environ, "ALFI_LOG_LEVEL": "WARNING"})
+    if done.returncode != 0:
+        print(done.stderr[-3000:])
+        return 1
+    rebuilt = json.loads(done.stdout.strip().splitlines()[-1])
+    count, seconds = asyncio.run(bare_consumer(bootstrap))
+    rebuild_rate = rebuilt["events"] / rebuilt["seconds"]
+    bare_rate = count / seconds
+    ratio = rebuild_rate / bare_rate
+    ok = rebuild_rate >= 25000 and ratio >= 0.40 and rebuilt["peak_rss_mb"] < 400
+    print(f"  rebuild from offset 0   {rebuilt['events']:>9,} events in {rebuilt['seconds']:6.1f}s"
+          f" = {rebuild_rate:8,.0f} events/s   (target >= 25 000)".replace(",", " "))
+    print(f"  bare aiokafka + json    {count:>9,} events in {seconds:6.1f}s"
+          f" = {bare_rate:8,.0f} events/s   (the ceiling)".replace(",", " "))
+    print(f"  ratio                   {ratio:6.0%}   (target >= 40%)")
+    print(f"  stats peak RSS          {rebuilt['peak_rss_mb']:6.0f} MB   (target < 400 MB)")
+    print(f"  {'MET' if ok else 'NOT MET'}")
+    return 0 if ok else 1
+
+
+if __name__ == "__main__":
+    sys.exit(main())
