@@ -219,3 +219,29 @@ def test_asyncapi_document_names_every_topic():
 def test_worker_ids_and_slugs_are_never_free_text():
     pattern = re.compile(HouseholdEnrolled.model_json_schema()["properties"]["referent_worker_id"]["pattern"])
     assert pattern.match("sw-017") and not pattern.match("Jean Dupont")
+
+
+@pytest.mark.parametrize("path", stored_payloads(), ids=lambda p: p.stem)
+def test_fast_read_agrees_with_decode(path: Path):
+    from alfi_contracts.envelope import read
+
+    raw = path.read_bytes()
+    envelope, data = read(raw)
+    plain, same = decode(raw)
+    assert same == data
+    assert (envelope.id, envelope.type, envelope.time, envelope.subject) == (plain.id, plain.type, plain.time, plain.subject)
+    assert isinstance(plain.data, dict)
+
+
+def test_fast_read_refuses_what_decode_refuses():
+    from alfi_contracts.envelope import read
+
+    body = body_of("household.enrolled.v1.json")
+    body["data"]["adults"] = 0
+    with pytest.raises(ContractError) as caught:
+        read(json.dumps(body))
+    assert caught.value.kind == "invalid_data"
+    body = body_of("household.enrolled.v1.json") | {"subject": str(uuid4())}
+    with pytest.raises(ContractError) as caught:
+        read(json.dumps(body))
+    assert caught.value.kind == "invalid_envelope"
