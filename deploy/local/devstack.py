@@ -405,6 +405,12 @@ def pg_up() -> str:
             f"{url_file} is missing but {data} exists: remove {data.parent} to start afresh."
         )
     url = url_file.read_text().strip()
+    ours = (data / "postmaster.pid").exists()
+    if port_open("127.0.0.1", port) and not ours:
+        raise DevstackError(
+            f"127.0.0.1:{port} is taken by another PostgreSQL (another checkout's?). Stop it, "
+            "pick another port with ALFI_PG_PORT, or point at a server with DATABASE_URL."
+        )
     if not port_open("127.0.0.1", port):
         log(f"starting PostgreSQL on 127.0.0.1:{port}")
         result = run_pg(
