@@ -111,6 +111,7 @@ def _typed_envelope(model: type[EventData]) -> type[CloudEvent]:
 # The fast path: pydantic-core parses and validates the whole event in one pass, choosing
 # the type by its `type`. Anything it refuses (an older version, an error) takes the
 # general path below, which upcasts and says precisely what is wrong.
+_SOURCES = {model.type: f"/alfi/{model.service}" for model in EVENTS_BY_TYPE.values()}
 _ENVELOPE_FIELDS = [name for name in CloudEvent.model_fields if name != "data"]
 _CURRENT = TypeAdapter(Annotated[
     Union[tuple(_typed_envelope(m) for m in EVENTS_BY_TYPE.values())],  # noqa: UP007
@@ -128,8 +129,9 @@ def read(raw: bytes | str | dict[str, Any]) -> tuple[CloudEvent, EventData]:
         except ValidationError:
             pass
         else:
-            if str(typed.subject) == typed.data.subject and typed.source == f"/alfi/{typed.data.service}":
-                return typed, typed.data
+            data = typed.data
+            if typed.subject == getattr(data, data.subject_field) and typed.source == _SOURCES[data.type]:
+                return typed, data
     return _decode_any_version(raw)
 
 

@@ -91,8 +91,9 @@ class TransactionalConsumer:
         # leaves positions the live consumer picks up after the switch.
         self.group_id = group_id or name
         # Optional CPU-only step (decoding, folding) run outside the transaction, so the
-        # next poll is prepared while the previous one's transaction commits. Without it,
-        # `handle_batch` receives the records themselves.
+        # next poll is prepared while the previous one's transaction commits; it may be a
+        # coroutine that yields now and then, letting that transaction's statements go
+        # out meanwhile. Without it, `handle_batch` receives the records themselves.
         self.prepare = prepare
         self.positions: dict[TopicPartition, int] = {}
         self.consumer: AIOKafkaConsumer | None = None
@@ -137,7 +138,7 @@ class TransactionalConsumer:
                     batches = await self.consumer.getmany(timeout_ms=500, max_records=self.max_records)
                     if not batches:
                         continue
-                    prepared = self.prepare(batches) if self.prepare else batches
+                    prepared = await self._prepare(batches)
                     if writing is not None:
                         await writing  # one transaction at a time, in poll order
                     writing = asyncio.create_task(self.apply(batches, prepared))
@@ -149,6 +150,12 @@ class TransactionalConsumer:
             self.connected = False
             await self.consumer.stop()
 
+    async def _prepare(self, batches: Batches) -> Any:
+        if self.prepare is None:
+            return batches
+        prepared = self.prepare(batches)
+        return await prepared if asyncio.iscoroutine(prepared) else prepared
+
     async def enter_schema(self, conn: asyncpg.Connection) -> None:
         if self.search_path is not None:
             await conn.execute(f"SET LOCAL search_path TO {self.search_path()}")
@@ -156,7 +163,7 @@ class TransactionalConsumer:
     async def apply(self, batches: Batches, prepared: Any = None) -> None:
         """One transaction for the whole poll: every partition's records and positions."""
         if prepared is None:
-            prepared = self.prepare(batches) if self.prepare else batches
+            prepared = await self._prepare(batches)
         async with self.pool.acquire() as conn, conn.transaction():
             await self.enter_schema(conn)
             stored = await conn.fetch(
@@ -172,7 +179,7 @@ class TransactionalConsumer:
             if not fresh:
                 return
             if fresh != batches:  # some were applied before a restart: prepare only the rest
-                prepared = self.prepare(fresh) if self.prepare else fresh
+                prepared = await self._prepare(fresh)
             await self.handle_batch(conn, prepared)
             positions = {tp: records[-1].offset + 1 for tp, records in fresh.items()}
             await store_positions(conn, self.name, positions)

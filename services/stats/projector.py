@@ -14,6 +14,7 @@ with history: the change with the latest (date, event time) wins, compared in SQ
 
 from __future__ import annotations
 
+import asyncio
 from collections import defaultdict
 from dataclasses import dataclass
 from collections.abc import Awaitable, Callable
@@ -159,6 +160,9 @@ async def write(conn: asyncpg.Connection, rows: dict[str, dict[Any, tuple]], typ
         )
 
 
+YIELD_EVERY = 250
+
+
 @dataclass
 class Prepared:
     """A poll decoded and folded: one row per entity and statement, and its dead letters."""
@@ -179,12 +183,14 @@ class Projector:
         self.on_dead_letter = on_dead_letter
         self.types: dict[str, dict[str, str]] = {}
 
-    def prepare(self, batches: Batches) -> Prepared:
+    async def prepare(self, batches: Batches) -> Prepared:
         rows: dict[str, dict[Any, tuple]] = defaultdict(dict)
         letters = []
         for tp, records in batches.items():
             newest = None
-            for record in records:
+            for index, record in enumerate(records):
+                if index % YIELD_EVERY == YIELD_EVERY - 1:
+                    await asyncio.sleep(0)  # let the previous poll's statements go out
                 try:
                     envelope, data = read(record.value or b"")
                 except ContractError as error:

@@ -69,7 +69,7 @@ async def rebuild(settings: ServiceSettings, progress=None) -> dict:  # noqa: AN
                     task.result()
                 if progress:
                     progress(consumer.applied)
-                await asyncio.sleep(0.5)
+                await asyncio.sleep(0.1)
         finally:
             task.cancel()
             await asyncio.gather(task, return_exceptions=True)

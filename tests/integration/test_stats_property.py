@@ -93,7 +93,7 @@ async def project(database_url: str, polls: list[list[tuple]]) -> dict:
                 batches.setdefault(tp, []).append(record)
             async with conn.transaction():
                 await conn.execute(f"SET LOCAL search_path TO {generations.search_path(generation)}")
-                await projection.apply(conn, projection.prepare(batches))
+                await projection.apply(conn, await projection.prepare(batches))
         async with conn.transaction():
             await conn.execute(f"SET LOCAL search_path TO {generations.search_path(generation)}")
             result = await reports.activity(conn, YEAR)
