@@ -9,7 +9,7 @@ PY := $(VENV)/bin/python
 DEVSTACK := $(PY) deploy/local/devstack.py
 INSTALLED := $(VENV)/.installed
 
-.PHONY: install run test test-unit infra infra-down status schemas token bench demo
+.PHONY: install run test test-unit infra infra-down status schemas token bench demo prometheus
 
 install: $(INSTALLED)
 
@@ -18,7 +18,14 @@ $(INSTALLED): pyproject.toml contracts/pyproject.toml
 	@test -x $(PY) || $(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install -q --disable-pip-version-check --upgrade pip
 	$(PY) -m pip install -q --disable-pip-version-check -e ./contracts -e '.[dev]'
+	@command -v promtool >/dev/null || $(MAKE) --no-print-directory prometheus
 	@touch $@
+
+## Prometheus and promtool (alert-rule tests, the real scrape test): Debian's package.
+prometheus:
+	@if [ "$$(id -u)" = 0 ]; then \
+	  (apt-get update -qq || true) && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends prometheus >/dev/null; \
+	else echo "promtool is missing: install Debian's prometheus package (sudo apt-get install prometheus)" >&2; exit 1; fi
 
 ## Kafka, PostgreSQL and the services in the foreground; Ctrl-C stops all.
 run: install

@@ -227,7 +227,8 @@ def kafka_up(timeout: float = 180.0, *, port: int | None = None, root: Path | No
     if not (paths.data / "meta.properties").exists():
         cluster_id = base64.urlsafe_b64encode(uuid.uuid4().bytes).decode().rstrip("=")
         result = subprocess.run(
-            [java, "-cp", classpath, "kafka.tools.StorageTool", "format", "-t", cluster_id,
+            # `--cluster-id=` form: a base64url id may start with "-", which would read as an option.
+            [java, "-cp", classpath, "kafka.tools.StorageTool", "format", f"--cluster-id={cluster_id}",
              "-c", str(paths.properties), "-g"],
             capture_output=True, text=True,
         )

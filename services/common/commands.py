@@ -31,6 +31,7 @@ from alfi_contracts.topics import (
 
 from .consumer import Batches
 from .errors import Conflict, Rejected
+from .metrics import COMMANDS, DEAD_LETTERS
 from .outbox import OutboxMessage, emit, enqueue
 
 log = structlog.get_logger("alfi.commands")
@@ -84,8 +85,6 @@ class CommandBus:
         self.schema = schema
         self.handlers = handlers
         self.messages = TypeAdapter(command_message_union(service)) if handlers else None
-        self.accepted: dict[str, int] = {}  # counters read by metrics
-        self.rejected: dict[str, int] = {}
 
     async def execute(self, pool: asyncpg.Pool, name: str, command: BaseModel, context: Context) -> Outcome:
         async with pool.acquire() as conn, conn.transaction():
@@ -95,9 +94,9 @@ class CommandBus:
         try:
             outcome = await self.handlers[name](Unit(conn, self.schema, self.service, context), command)
         except Rejected as error:
-            self.rejected[error.kind] = self.rejected.get(error.kind, 0) + 1
+            COMMANDS.labels(self.service, name, "rejected", error.kind).inc()
             raise
-        self.accepted[name] = self.accepted.get(name, 0) + 1
+        COMMANDS.labels(self.service, name, "accepted", "").inc()
         return outcome
 
     async def handle_kafka_batch(self, conn: asyncpg.Connection, batches: Batches) -> None:
@@ -110,7 +109,7 @@ class CommandBus:
                     causation = f"{tp.topic}:{tp.partition}:{record.offset}"
                     await self.run(conn, message.command, message.data, Context(correlation, causation))
             except ValidationError as error:
-                self.rejected["invalid"] = self.rejected.get("invalid", 0) + 1
+                COMMANDS.labels(self.service, "unreadable", "rejected", "invalid").inc()
                 await self.dead_letter(conn, tp, record, "invalid", describe(error))
             except Rejected as error:
                 await self.dead_letter(conn, tp, record, error.kind, error.detail)
@@ -125,6 +124,7 @@ class CommandBus:
 
 def dead_letter(tp: TopicPartition, record: ConsumerRecord, kind: str, detail: str) -> OutboxMessage:
     """The message as it came, to `<topic>.dlq`, with why and where from in headers."""
+    DEAD_LETTERS.labels(tp.topic, kind).inc()
     return OutboxMessage(
         event_id=uuid.uuid5(uuid.NAMESPACE_URL, f"dlq:{tp.topic}:{tp.partition}:{record.offset}"),
         topic=dead_letter_topic(tp.topic),

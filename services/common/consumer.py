@@ -13,6 +13,7 @@ and exactly-once in effect needs them in the database transaction.
 from __future__ import annotations
 
 import asyncio
+import time
 from collections.abc import Awaitable, Callable, Sequence
 from typing import Any
 
@@ -23,6 +24,7 @@ from aiokafka.errors import KafkaError
 from aiokafka.structs import ConsumerRecord
 
 from .kafka import ensure_topics
+from .metrics import BATCH_DURATION, CONSUMED, CONSUMER_LAG
 
 log = structlog.get_logger("alfi.consumer")
 
@@ -68,6 +70,7 @@ class _SeekToStored(ConsumerRebalanceListener):
         for tp in assigned:
             if tp in positions:
                 consumer.seek(tp, positions[tp])
+                self.owner.positions[tp] = positions[tp]
             else:
                 await consumer.seek_to_beginning(tp)
 
@@ -160,8 +163,20 @@ class TransactionalConsumer:
         if self.search_path is not None:
             await conn.execute(f"SET LOCAL search_path TO {self.search_path()}")
 
+    async def observe_lag(self) -> None:
+        """Set the lag gauge of every assigned partition (end offset minus position)."""
+        if self.consumer is None or not self.connected:
+            return
+        assigned = list(self.consumer.assignment())
+        if not assigned:
+            return
+        ends = await self.consumer.end_offsets(assigned)
+        for tp, end in ends.items():
+            CONSUMER_LAG.labels(self.name, tp.topic, str(tp.partition)).set(max(end - self.positions.get(tp, 0), 0))
+
     async def apply(self, batches: Batches, prepared: Any = None) -> None:
         """One transaction for the whole poll: every partition's records and positions."""
+        started = time.perf_counter()
         if prepared is None:
             prepared = await self._prepare(batches)
         async with self.pool.acquire() as conn, conn.transaction():
@@ -185,6 +200,9 @@ class TransactionalConsumer:
             await store_positions(conn, self.name, positions)
         self.positions.update(positions)
         self.applied += sum(len(records) for records in fresh.values())
+        BATCH_DURATION.labels(self.name).observe(time.perf_counter() - started)
+        for tp, records in fresh.items():
+            CONSUMED.labels(self.name, tp.topic).inc(len(records))
         assert self.consumer is not None
         try:
             await self.consumer.commit(positions)

@@ -10,6 +10,7 @@
 from __future__ import annotations
 
 import re
+import time
 import uuid
 from collections.abc import Awaitable, Callable
 from typing import Any
@@ -21,12 +22,12 @@ from pydantic import BaseModel
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse, Response
 from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
-from prometheus_client import CONTENT_TYPE_LATEST, REGISTRY, generate_latest
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from .auth import scopes_of
 from .commands import Context
 from .errors import NotYetKnown, Rejected
+from .metrics import HTTP_DURATION, HTTP_REQUESTS, exposition
 
 PROBLEM = "application/problem+json"
 MAX_BODY_BYTES = 64 * 1024
@@ -145,7 +146,8 @@ def install_health_and_metrics(app: FastAPI, readiness: Callable[[], Awaitable[d
 
     @app.get("/metrics", include_in_schema=False)
     async def metrics() -> Response:
-        return Response(generate_latest(REGISTRY), media_type=CONTENT_TYPE_LATEST)
+        body, content_type = exposition()
+        return Response(body, media_type=content_type)
 
 
 async def run_command(request: Request, name: str, command: BaseModel) -> JSONResponse:
@@ -153,3 +155,30 @@ async def run_command(request: Request, name: str, command: BaseModel) -> JSONRe
     runtime = request.app.state.runtime
     outcome = await runtime.bus.execute(runtime.pool, name, command, request_context(request))
     return JSONResponse(jsonable_encoder(outcome.body), status_code=201 if outcome.created else 200)
+
+
+class RequestMetrics:
+    """Count and time every request by its route template (never the path: it holds ids)."""
+
+    def __init__(self, app: ASGIApp, service: str) -> None:
+        self.app = app
+        self.service = service
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            return await self.app(scope, receive, send)
+        started = time.perf_counter()
+        status = 500
+
+        async def record_status(message: Message) -> None:
+            nonlocal status
+            if message["type"] == "http.response.start":
+                status = message["status"]
+            await send(message)
+
+        try:
+            await self.app(scope, receive, record_status)
+        finally:
+            route = getattr(scope.get("route"), "path", "unmatched")
+            HTTP_REQUESTS.labels(self.service, route, scope["method"], str(status)).inc()
+            HTTP_DURATION.labels(self.service, route, scope["method"]).observe(time.perf_counter() - started)

@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+from collections import Counter
 from collections.abc import Iterable
 from dataclasses import dataclass
 from uuid import UUID
@@ -28,6 +29,7 @@ from aiokafka.errors import KafkaError
 from alfi_contracts import CONTENT_TYPE, CloudEvent, EventData, encode, make_event
 
 from .kafka import ensure_topics
+from .metrics import OUTBOX_BACKLOG, OUTBOX_OLDEST_AGE, PUBLISHED
 
 log = structlog.get_logger("alfi.outbox")
 
@@ -157,4 +159,14 @@ class OutboxRelay:
             [row["id"] for row in rows],
         )
         self.published += len(rows)
+        for topic, count in Counter(row["topic"] for row in rows).items():
+            PUBLISHED.labels(self.schema, topic).inc(count)
         return len(rows)
+
+    async def observe_backlog(self) -> None:
+        """Set the backlog gauges from the table (whether or not Kafka answers)."""
+        row = await self.pool.fetchrow(
+            "SELECT count(*) AS pending, coalesce(extract(epoch FROM clock_timestamp() - min(created_at)), 0)"
+            " AS oldest FROM outbox WHERE published_at IS NULL")
+        OUTBOX_BACKLOG.labels(self.schema).set(row["pending"])
+        OUTBOX_OLDEST_AGE.labels(self.schema).set(float(row["oldest"]))

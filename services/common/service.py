@@ -25,7 +25,7 @@ from .auth import migrate_auth
 from .commands import CommandBus, Handler
 from .consumer import TransactionalConsumer
 from .db import create_pool
-from .http import BodyLimit, install_health_and_metrics, install_problem_handlers
+from .http import BodyLimit, RequestMetrics, install_health_and_metrics, install_problem_handlers
 from .logging import configure_logging
 from .migrations import migrate, sql_files
 from .outbox import OutboxRelay
@@ -103,7 +103,8 @@ class Runtime:
             )
         if self.definition.consumers:
             self.consumers.extend(self.definition.consumers(self))
-        self.tasks = [asyncio.create_task(self.relay.run(), name=f"{name}-relay")] + [
+        self.tasks = [asyncio.create_task(self.relay.run(), name=f"{name}-relay"),
+                      asyncio.create_task(self.observe(), name=f"{name}-observer")] + [
             asyncio.create_task(c.run(), name=c.name) for c in self.consumers
         ]
         log.info("service_started", port=self.settings.http_port)
@@ -114,6 +115,18 @@ class Runtime:
         await asyncio.gather(*self.tasks, return_exceptions=True)
         if self.pool:
             await self.pool.close()
+
+    async def observe(self, interval: float = 5.0) -> None:
+        """Refresh the gauges that are read from state: outbox backlog, consumer lag."""
+        while True:
+            try:
+                assert self.relay is not None
+                await self.relay.observe_backlog()
+                for consumer in self.consumers:
+                    await consumer.observe_lag()
+            except (KafkaError, OSError, asyncpg.PostgresError, asyncpg.InterfaceError, TimeoutError):
+                pass  # the next round will tell; health and the relay report outages
+            await asyncio.sleep(interval)
 
     async def end_offsets(self, topics: tuple[str, ...]) -> dict[tuple[str, int], int]:
         """Kafka's end offset per partition of `topics`, or {} while Kafka is away."""
@@ -153,6 +166,7 @@ class Runtime:
         install_health_and_metrics(app, self.readiness)
         app.include_router(self.definition.routes(self))
         app.add_middleware(BodyLimit)
+        app.add_middleware(RequestMetrics, service=self.definition.name)
         return app
 
 

@@ -28,6 +28,7 @@ from alfi_contracts.envelope import read
 from alfi_contracts import events as ev
 from services.common.commands import dead_letter
 from services.common.consumer import Batches
+from services.common.metrics import PROJECTION_LAST_EVENT
 from services.common.outbox import enqueue
 
 # table -> (columns, conflict target, SET clause). Column types come from the table.
@@ -210,6 +211,8 @@ class Projector:
         if self.before:
             await self.before(conn)
         await write(conn, prepared.rows, await column_types(conn, self.types))
+        for topic, newest in prepared.rows.get("freshness", {}).values():
+            PROJECTION_LAST_EVENT.labels(topic).set(newest.timestamp())
         if prepared.letters:
             # The generation's search_path ends with the base schema, whose outbox this is.
             await enqueue(conn, self.dead_letter_schema, prepared.letters)

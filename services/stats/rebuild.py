@@ -25,6 +25,7 @@ from services.common.consumer import TransactionalConsumer
 from services.common.db import create_pool
 from services.common.migrations import migrate
 from services.common.logging import configure_logging
+from services.common.metrics import REBUILD_APPLIED
 from services.common.service import Runtime
 from services.common.settings import ServiceSettings
 
@@ -67,6 +68,7 @@ async def rebuild(settings: ServiceSettings, progress=None) -> dict:  # noqa: AN
             while not await caught_up(consumer):
                 if task.done():
                     task.result()
+                REBUILD_APPLIED.set(consumer.applied)
                 if progress:
                     progress(consumer.applied)
                 await asyncio.sleep(0.1)

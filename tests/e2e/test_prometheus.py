@@ -1,0 +1,106 @@
+"""A real Prometheus server scrapes the four services: every target is up, the key
+series exist, and they move when commands flow."""
+
+from __future__ import annotations
+
+import asyncio
+import shutil
+import subprocess
+from pathlib import Path
+
+import httpx
+import pytest
+
+from tests.conftest import fresh_database
+from tests.e2e.conftest import _stack
+from tests.integration.test_intake import enrolment
+from tests.support import wait_until
+
+PORTS = {"intake": 18021, "casework": 18022, "veille": 18023, "stats": 18024}
+PROMETHEUS_PORT = 19090
+RULES = Path(__file__).resolve().parents[2] / "deploy/prometheus/alerts.yml"
+
+
+@pytest.fixture(scope="module")
+async def watched(kafka_bootstrap, server_database_url, tmp_path_factory):
+    binary = shutil.which("prometheus")
+    assert binary, "prometheus is missing: `make install` installs Debian's prometheus package"
+    async with fresh_database(server_database_url) as database_url:
+        async for stack in _stack(kafka_bootstrap, database_url, tmp_path_factory, PORTS, start=tuple(PORTS)):
+            work = tmp_path_factory.mktemp("prometheus")
+            (work / "alerts.yml").write_text(RULES.read_text())
+            targets = "\n".join(
+                f'      - targets: ["127.0.0.1:{port}"]\n        labels: {{service: {name}}}'
+                for name, port in PORTS.items())
+            (work / "prometheus.yml").write_text(
+                "global:\n  scrape_interval: 1s\n  evaluation_interval: 1s\nrule_files: [alerts.yml]\n"
+                f"scrape_configs:\n  - job_name: alfi\n    static_configs:\n{targets}\n")
+            process = subprocess.Popen(
+                [binary, f"--config.file={work / 'prometheus.yml'}", f"--storage.tsdb.path={work / 'data'}",
+                 f"--web.listen-address=127.0.0.1:{PROMETHEUS_PORT}"],
+                stdout=subprocess.DEVNULL, stderr=(work / "prometheus.log").open("wb"))
+            try:
+                yield stack
+            finally:
+                process.terminate()
+                process.wait(timeout=30)
+
+
+async def query(expression: str) -> list[dict]:
+    async with httpx.AsyncClient() as http:
+        response = await http.get(f"http://127.0.0.1:{PROMETHEUS_PORT}/api/v1/query", params={"query": expression})
+    response.raise_for_status()
+    return response.json()["data"]["result"]
+
+
+async def value(expression: str) -> float:
+    result = await query(expression)
+    return float(result[0]["value"][1]) if result else 0.0
+
+
+async def test_every_target_is_up_and_the_key_series_move(watched):
+    async def all_up() -> bool:
+        with_up = await query('up{job="alfi"} == 1')
+        return {r["metric"]["service"] for r in with_up} == set(PORTS)
+
+    try:
+        await wait_until(lambda: _quietly(all_up), timeout=60, interval=0.5)
+    except AssertionError:
+        async with httpx.AsyncClient() as http:
+            targets = (await http.get(f"http://127.0.0.1:{PROMETHEUS_PORT}/api/v1/targets")).json()
+        raise AssertionError([(t["labels"]["service"], t["health"], t["lastError"])
+                              for t in targets["data"]["activeTargets"]]) from None
+
+    before = await value('sum(alfi_commands_total{outcome="accepted"})')
+    async with httpx.AsyncClient(headers=watched.auth) as http:
+        for _ in range(5):
+            response = await http.post(f"{watched.url('intake')}/v1/households", json=enrolment())
+            assert response.status_code == 201
+        await http.get(f"{watched.url('stats')}/v1/reports/activity", params={"year": 2023})
+
+    async def moved() -> bool:
+        return (await value('sum(alfi_commands_total{outcome="accepted"})') >= before + 5
+                and await value('sum(alfi_outbox_published_events_total{service="intake"})') >= 5
+                and await value('sum(alfi_consumer_applied_events_total{consumer="projector"})') >= 5
+                and await value('count(alfi_projection_last_event_timestamp_seconds)') >= 1)
+
+    await wait_until(lambda: _quietly(moved), timeout=60, interval=0.5)
+    for series in ("alfi_outbox_backlog_events", "alfi_outbox_oldest_pending_age_seconds",
+                   "alfi_consumer_lag_messages", "alfi_http_request_duration_seconds_bucket",
+                   'alfi_http_requests_total{route="/v1/reports/activity", status="200"}'):
+        assert await query(series), f"{series} is not scraped"
+    rules = (await _rules())["groups"][0]["rules"]
+    assert {r["name"] for r in rules} >= {"AlfiServiceDown", "AlfiDeadLetter"}
+    assert all(r["health"] == "ok" for r in rules)
+
+
+async def _quietly(predicate) -> bool:
+    try:
+        return await predicate()
+    except httpx.HTTPError:
+        return False  # Prometheus is still starting
+
+
+async def _rules() -> dict:
+    async with httpx.AsyncClient() as http:
+        return (await http.get(f"http://127.0.0.1:{PROMETHEUS_PORT}/api/v1/rules")).json()["data"]
