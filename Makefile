@@ -9,7 +9,7 @@ PY := $(VENV)/bin/python
 DEVSTACK := $(PY) deploy/local/devstack.py
 INSTALLED := $(VENV)/.installed
 
-.PHONY: install run test test-unit infra infra-down status schemas token bench demo prometheus
+.PHONY: install run test test-unit infra infra-down status schemas token bench demo prometheus dead-letters redrive rebuild
 
 install: $(INSTALLED)
 
@@ -39,6 +39,18 @@ token: install
 ## With the stack running (make run): send a realistic 2022-2024, print the 2023 bilan.
 demo: install
 	$(PY) -m demo
+
+## Operations on the local stack (KAFKA_BOOTSTRAP_SERVERS / DATABASE_URL to point elsewhere).
+dead-letters: install
+	@eval "$$($(DEVSTACK) env)" && $(PY) -m services.common.deadletters list
+
+## make redrive TOPIC=alfi.casework.commands.dlq OFFSETS="0:12 3:4"
+redrive: install
+	@eval "$$($(DEVSTACK) env)" && $(PY) -m services.common.deadletters redrive --topic "$(TOPIC)" \
+	  $(foreach o,$(OFFSETS),--offset $(o))
+
+rebuild: install
+	@eval "$$($(DEVSTACK) env)" && $(PY) -m services.stats.rebuild
 
 ## Benchmarks (not tests): each prints its figures beside its target.
 bench: install

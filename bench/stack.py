@@ -25,13 +25,13 @@ def start_service(module: str, port: int, env: dict[str, str], log: Path) -> sub
         )
 
 
-def wait_ready(port: int, process: subprocess.Popen, timeout: float = 60.0) -> None:
+def wait_ready(port: int, process: subprocess.Popen, timeout: float = 60.0, path: str = "/health/ready") -> None:
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
         if process.poll() is not None:
             raise RuntimeError(f"service on port {port} exited with {process.returncode}")
         with contextlib.suppress(httpx.HTTPError):
-            if httpx.get(f"http://127.0.0.1:{port}/health/ready", timeout=1).status_code == 200:
+            if httpx.get(f"http://127.0.0.1:{port}{path}", timeout=1).status_code == 200:
                 return
         time.sleep(0.2)
     raise RuntimeError(f"service on port {port} not ready within {timeout}s")

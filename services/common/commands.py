@@ -91,12 +91,19 @@ class CommandBus:
             return await self.run(conn, name, command, context)
 
     async def run(self, conn: asyncpg.Connection, name: str, command: BaseModel, context: Context) -> Outcome:
+        unit = Unit(conn, self.schema, self.service, context)
         try:
-            outcome = await self.handlers[name](Unit(conn, self.schema, self.service, context), command)
+            outcome = await self.handlers[name](unit, command)
         except Rejected as error:
             COMMANDS.labels(self.service, name, "rejected", error.kind).inc()
+            log.info("command_rejected", command=name, kind=error.kind, status=error.status,
+                     correlationid=context.correlation_id, causationid=context.causation_id)
             raise
         COMMANDS.labels(self.service, name, "accepted", "").inc()
+        # Ids and closed labels only: the event types, never the command's content.
+        log.info("command_accepted", command=name, replayed=not outcome.created and not unit.emitted,
+                 event_types=[e.type for e in unit.emitted],
+                 correlationid=context.correlation_id, causationid=context.causation_id)
         return outcome
 
     async def handle_kafka_batch(self, conn: asyncpg.Connection, batches: Batches) -> None:

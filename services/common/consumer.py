@@ -102,10 +102,13 @@ class TransactionalConsumer:
         self.consumer: AIOKafkaConsumer | None = None
         self.connected = False
         self.applied = 0
+        self.stopping = False
+        # Set once every assigned partition has been read to its end since start.
+        self.caught_up = asyncio.Event()
 
     async def run(self) -> None:
         backoff = 0.5
-        while True:
+        while not self.stopping:
             try:
                 await self._consume()
             except asyncio.CancelledError:
@@ -134,17 +137,22 @@ class TransactionalConsumer:
             self.connected = True
             writing: asyncio.Task | None = None
             try:
-                while True:
+                while not self.stopping:
                     if writing is not None and writing.done():
                         await writing  # surfaces its failure (or Restart) now, not at the next poll
                         writing = None
                     batches = await self.consumer.getmany(timeout_ms=500, max_records=self.max_records)
                     if not batches:
+                        if writing is None and not self.caught_up.is_set():
+                            await self._check_caught_up()
                         continue
                     prepared = await self._prepare(batches)
                     if writing is not None:
                         await writing  # one transaction at a time, in poll order
                     writing = asyncio.create_task(self.apply(batches, prepared))
+                if writing is not None:
+                    await writing  # stopping: the poll in hand commits before we leave
+                    writing = None
             finally:
                 if writing is not None and not writing.done():
                     writing.cancel()
@@ -162,6 +170,23 @@ class TransactionalConsumer:
     async def enter_schema(self, conn: asyncpg.Connection) -> None:
         if self.search_path is not None:
             await conn.execute(f"SET LOCAL search_path TO {self.search_path()}")
+
+    async def _check_caught_up(self) -> None:
+        assert self.consumer is not None
+        assigned = list(self.consumer.assignment())
+        if assigned:
+            ends = await self.consumer.end_offsets(assigned)
+            if all(self.positions.get(tp, 0) >= end for tp, end in ends.items()):
+                self.caught_up.set()
+
+    async def stop(self, task: asyncio.Task, timeout: float = 10.0) -> None:
+        """Finish the poll in hand (it commits or rolls back whole), then stop."""
+        self.stopping = True
+        try:
+            await asyncio.wait_for(asyncio.shield(task), timeout)
+        except (TimeoutError, asyncio.CancelledError, Exception):  # noqa: BLE001 - stopping regardless
+            task.cancel()
+            await asyncio.gather(task, return_exceptions=True)
 
     async def observe_lag(self) -> None:
         """Set the lag gauge of every assigned partition (end offset minus position)."""

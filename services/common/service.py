@@ -51,6 +51,9 @@ class ServiceDefinition:
     on_start: Callable[["Runtime", asyncpg.Connection], Awaitable[None]] | None = None
     # Topics this service publishes to, created at start.
     publishes: tuple[str, ...] | None = None
+    # Ready only once its consumers have read to the end since start (stats: no stale
+    # figures served by an instance that has just started).
+    ready_when_caught_up: bool = False
 
 
 @dataclass
@@ -62,6 +65,7 @@ class Runtime:
     relay: OutboxRelay | None = None
     consumers: list[TransactionalConsumer] = field(default_factory=list)
     tasks: list[asyncio.Task] = field(default_factory=list)
+    consumer_tasks: list[asyncio.Task] = field(default_factory=list)
     # Service-specific state set by its hooks (stats: the projection generation).
     extras: dict = field(default_factory=dict)
 
@@ -103,13 +107,16 @@ class Runtime:
             )
         if self.definition.consumers:
             self.consumers.extend(self.definition.consumers(self))
+        self.consumer_tasks = [asyncio.create_task(c.run(), name=c.name) for c in self.consumers]
         self.tasks = [asyncio.create_task(self.relay.run(), name=f"{name}-relay"),
-                      asyncio.create_task(self.observe(), name=f"{name}-observer")] + [
-            asyncio.create_task(c.run(), name=c.name) for c in self.consumers
-        ]
+                      asyncio.create_task(self.observe(), name=f"{name}-observer"), *self.consumer_tasks]
         log.info("service_started", port=self.settings.http_port)
 
     async def stop(self) -> None:
+        """Graceful drain (SIGTERM): consumers finish the poll in hand, then the rest stops.
+        uvicorn has already let in-flight requests finish; the relay's unmarked batch is
+        simply published again by the next relay (same CloudEvent ids)."""
+        await asyncio.gather(*(c.stop(t) for c, t in zip(self.consumers, self.consumer_tasks, strict=True)))
         for task in self.tasks:
             task.cancel()
         await asyncio.gather(*self.tasks, return_exceptions=True)
@@ -147,7 +154,10 @@ class Runtime:
         except (OSError, asyncpg.PostgresError, asyncpg.InterfaceError, AssertionError):
             database = False
         broker = bool(self.relay and self.relay.connected) and all(c.connected for c in self.consumers)
-        return {"database": database, "broker": broker}
+        checks = {"database": database, "broker": broker}
+        if self.definition.ready_when_caught_up:
+            checks["caught_up"] = all(c.caught_up.is_set() for c in self.consumers)
+        return checks
 
     def app(self) -> FastAPI:
         @contextlib.asynccontextmanager

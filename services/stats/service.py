@@ -47,5 +47,6 @@ DEFINITION = ServiceDefinition(
     consumers=consumers,
     on_start=on_start,
     publishes=tuple(dead_letter_topic(t) for t in EVENT_TOPICS),
+    ready_when_caught_up=True,
     description="Reporting read models built from every service's events, and the reports API.",
 )

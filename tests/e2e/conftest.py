@@ -27,10 +27,10 @@ class Stack:
     def url(self, service: str) -> str:
         return f"http://127.0.0.1:{self.ports[service]}"
 
-    def start(self, service: str) -> None:
+    def start(self, service: str, until: str = "/health/ready") -> None:
         process = start_service(f"services.{service}", self.ports[service], self.env, self.logs / f"{service}.log")
         self.processes[service] = process
-        wait_ready(self.ports[service], process)
+        wait_ready(self.ports[service], process, path=until)
 
     def kill(self, service: str) -> None:
         stop(self.processes.pop(service), kill=True)

@@ -35,7 +35,9 @@ async def test_demo_reproduces_the_bilan_across_a_kill_9_of_stats(demo_stack):
     refusals = await send(build(), base, demo_stack.token)
     assert refusals == []
 
-    demo_stack.start("stats")  # a backlog of about 40,000 events to project
+    # Live, not ready: stats is ready only once it has caught up with its backlog
+    # (about 40,000 events), and the kill must come before that.
+    demo_stack.start("stats", until="/health/live")
     async with httpx.AsyncClient(headers=demo_stack.auth) as http:
         async def part_way() -> bool:
             status = (await http.get(f"{base['stats']}/v1/projections/status")).json()
@@ -44,7 +46,22 @@ async def test_demo_reproduces_the_bilan_across_a_kill_9_of_stats(demo_stack):
 
         await wait_until(part_way, timeout=60, interval=0.05)
     demo_stack.kill("stats")  # kill -9, mid-way through the backlog
-    demo_stack.start("stats")
+    demo_stack.start("stats", until="/health/live")
 
     report = await asyncio.wait_for(bilan(base, demo_stack.token, timeout=240), 300)
     assert {figure: report[figure] for figure in BILAN_2023} == BILAN_2023
+
+
+async def test_stats_is_ready_only_once_caught_up(demo_stack):
+    """After the demo above, a restarted stats answers 503 on /health/ready until it has
+    read its topics to the end, then 200."""
+    demo_stack.kill("stats")
+    demo_stack.start("stats", until="/health/live")
+    async with httpx.AsyncClient() as http:
+        first = (await http.get(f"{demo_stack.url('stats')}/health/ready")).json()
+        assert "caught_up" in first["checks"]
+
+        async def ready() -> bool:
+            return (await http.get(f"{demo_stack.url('stats')}/health/ready")).status_code == 200
+
+        await wait_until(ready, timeout=60)

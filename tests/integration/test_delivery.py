@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import json
 from collections import Counter
-from uuid import uuid4
+from uuid import UUID, uuid4
 
 import pytest
 from aiokafka import AIOKafkaProducer
@@ -149,3 +149,36 @@ async def test_relay_killed_mid_batch_loses_nothing_and_duplicates_keep_their_id
     ids = Counter(decode(r.value)[0].id for r in await mine())
     assert len(ids) == 20  # every event arrived
     assert sorted(ids.values(), reverse=True)[:8] == [2] * 8 and set(ids.values()) <= {1, 2}
+
+
+async def test_a_dead_letter_is_listed_and_redriven_once_its_cause_is_fixed(platform):
+    from services.common.deadletters import read_all, redrive
+
+    body = enrolment()
+    household = body["household_id"]
+    command = json.dumps({"command": "record_interview", "data": {
+        "interview_id": str(uuid4()), "household_id": household, "worker_id": "sw-017", "held_on": "2023-02-02",
+        "mode": "phone", "topics": ["rights"], "duration_minutes": 20}}).encode()
+    await send(platform.bootstrap, "alfi.casework.commands", [command])  # household not known yet
+
+    async def listed():
+        return [d for d in await read_all(platform.bootstrap, ["alfi.casework.commands.dlq"]) if d.value == command]
+
+    await wait_until(lambda: _at_least(listed, 1))
+    [letter] = await listed()
+    assert letter.headers["alfi-error-kind"] == "household_not_yet_known"
+    assert "sw-017" not in letter.line() and "rights" not in letter.line()  # never the payload
+    assert (await platform.intake.post("/v1/households", json=body, headers=platform.auth())).status_code == 201
+
+    async def replicated() -> bool:
+        return await platform.runtimes["casework"].pool.fetchval(
+            "SELECT count(*) FROM households WHERE household_id = $1", UUID(household)) == 1
+
+    await wait_until(replicated)
+    await redrive(platform.bootstrap, "alfi.casework.commands.dlq", {(letter.partition, letter.offset)})
+
+    async def recorded() -> bool:
+        return await platform.runtimes["casework"].pool.fetchval(
+            "SELECT count(*) FROM interviews WHERE household_id = $1", UUID(household)) == 1
+
+    await wait_until(recorded)

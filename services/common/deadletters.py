@@ -1,0 +1,118 @@
+"""List dead letters with their errors, and re-drive chosen ones to their source topic.
+
+    python -m services.common.deadletters list [--topic alfi.intake.commands.dlq]
+    python -m services.common.deadletters redrive --topic alfi.casework.commands.dlq --offset 0:12 [...]
+
+`list` prints one line per message (partition:offset, source, kind, detail, key), never
+the payload, which may hold personal data. `redrive` publishes the chosen messages,
+unchanged, to the topic named in their `alfi-source-topic` header, once the cause is fixed;
+the consumers' rules and idempotence apply as for any message.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import os
+import sys
+from dataclasses import dataclass
+
+from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
+from aiokafka.admin import AIOKafkaAdminClient
+
+from alfi_contracts.topics import DLQ_ERROR_DETAIL, DLQ_ERROR_KIND, DLQ_SOURCE_TOPIC
+
+from .kafka import partitions_of
+
+REDRIVEN_FROM = "alfi-redriven-from"
+
+
+@dataclass(frozen=True)
+class DeadLetter:
+    topic: str
+    partition: int
+    offset: int
+    key: bytes | None
+    value: bytes | None
+    headers: dict[str, str]
+
+    @property
+    def source(self) -> str:
+        return self.headers.get(DLQ_SOURCE_TOPIC, self.topic.removesuffix(".dlq"))
+
+    def line(self) -> str:
+        return (f"{self.topic} {self.partition}:{self.offset} from {self.source}"
+                f" [{self.headers.get(DLQ_ERROR_KIND, '?')}] {self.headers.get(DLQ_ERROR_DETAIL, '')}"
+                f" key={(self.key or b'').decode(errors='replace')}")
+
+
+async def dead_letter_topics(bootstrap: str) -> list[str]:
+    admin = AIOKafkaAdminClient(bootstrap_servers=bootstrap)
+    await admin.start()
+    try:
+        return sorted(t for t in await admin.list_topics() if t.endswith(".dlq"))
+    finally:
+        await admin.close()
+
+
+async def read_all(bootstrap: str, topics: list[str]) -> list[DeadLetter]:
+    tps = await partitions_of(bootstrap, topics)
+    if not tps:
+        return []
+    consumer = AIOKafkaConsumer(bootstrap_servers=bootstrap, enable_auto_commit=False)
+    await consumer.start()
+    try:
+        consumer.assign(tps)
+        await consumer.seek_to_beginning(*tps)
+        ends = await consumer.end_offsets(tps)
+        letters: list[DeadLetter] = []
+        while any([await consumer.position(tp) < ends[tp] for tp in tps]):
+            for records in (await consumer.getmany(timeout_ms=500)).values():
+                letters += [DeadLetter(r.topic, r.partition, r.offset, r.key, r.value,
+                                       {k: v.decode(errors="replace") for k, v in r.headers}) for r in records]
+        return sorted(letters, key=lambda d: (d.topic, d.partition, d.offset))
+    finally:
+        await consumer.stop()
+
+
+async def redrive(bootstrap: str, topic: str, positions: set[tuple[int, int]]) -> list[DeadLetter]:
+    chosen = [d for d in await read_all(bootstrap, [topic]) if (d.partition, d.offset) in positions]
+    missing = positions - {(d.partition, d.offset) for d in chosen}
+    if missing:
+        raise LookupError(f"no dead letter at {sorted(missing)} on {topic}")
+    producer = AIOKafkaProducer(bootstrap_servers=bootstrap, acks="all", enable_idempotence=True)
+    await producer.start()
+    try:
+        for letter in chosen:
+            await producer.send_and_wait(letter.source, letter.value, key=letter.key, headers=[
+                (REDRIVEN_FROM, f"{letter.topic}:{letter.partition}:{letter.offset}".encode())])
+    finally:
+        await producer.stop()
+    return chosen
+
+
+def main(argv: list[str]) -> int:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    sub = parser.add_subparsers(dest="command", required=True)
+    listing = sub.add_parser("list")
+    listing.add_argument("--topic", action="append", help="a .dlq topic (default: all)")
+    again = sub.add_parser("redrive")
+    again.add_argument("--topic", required=True, help="the .dlq topic")
+    again.add_argument("--offset", action="append", required=True, help="partition:offset, repeatable")
+    args = parser.parse_args(argv)
+    bootstrap = os.environ.get("KAFKA_BOOTSTRAP_SERVERS", "127.0.0.1:9092")
+    if args.command == "list":
+        topics = args.topic or asyncio.run(dead_letter_topics(bootstrap))
+        letters = asyncio.run(read_all(bootstrap, topics))
+        for letter in letters:
+            print(letter.line())
+        print(f"{len(letters)} dead letters in {len(topics)} topics", file=sys.stderr)
+        return 0
+    positions = {tuple(int(n) for n in o.split(":")) for o in args.offset}
+    for letter in asyncio.run(redrive(bootstrap, args.topic, positions)):
+        print(f"re-driven to {letter.source}: {letter.line()}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main(sys.argv[1:]))
