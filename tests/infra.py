@@ -13,7 +13,6 @@ import os
 import shutil
 import tempfile
 from dataclasses import dataclass
-import sys
 from collections.abc import Iterator
 from pathlib import Path
 

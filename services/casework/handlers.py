@@ -14,8 +14,8 @@ from uuid import uuid4
 
 from alfi_contracts.commands import CancelInterview, ConfirmRehousing, RecordInterview, RecordWorkshop
 from alfi_contracts.events import InterviewCancelled, InterviewHeld, RehousingConfirmed, WorkshopHeld
-from services.common.commands import Outcome, Unit, insert_once, record_view as view
-from services.common.errors import Conflict, NotFound
+from services.common.commands import Outcome, Unit, insert_once, locked, record_view as view
+from services.common.errors import Conflict
 from services.common.replica import open_household
 
 
@@ -29,10 +29,7 @@ async def record_interview(unit: Unit, command: RecordInterview) -> Outcome:
 
 
 async def cancel_interview(unit: Unit, command: CancelInterview) -> Outcome:
-    row = await unit.conn.fetchrow(
-        "SELECT * FROM interviews WHERE interview_id = $1 FOR UPDATE", command.interview_id)
-    if row is None:
-        raise NotFound(f"No interview {command.interview_id}.", field="interview_id")
+    row = await locked(unit.conn, "interviews", "interview_id", command.interview_id, "interview")
     if row["cancelled_on"] is not None:
         raise Conflict(f"Interview {command.interview_id} was already cancelled on {row['cancelled_on']}.")
     row = await unit.conn.fetchrow(

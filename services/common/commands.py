@@ -12,7 +12,7 @@ from __future__ import annotations
 import hashlib
 import json
 import uuid
-from collections.abc import Awaitable, Callable, Sequence
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -30,7 +30,7 @@ from alfi_contracts.topics import (
 )
 
 from .consumer import Batches
-from .errors import Conflict, Rejected
+from .errors import Conflict, NotFound, Rejected
 from .metrics import COMMANDS, DEAD_LETTERS
 from .outbox import OutboxMessage, emit, enqueue
 
@@ -175,3 +175,12 @@ async def insert_once(
 def record_view(row: asyncpg.Record) -> dict[str, Any]:
     """A write-model row as an API answer: bookkeeping columns left out."""
     return {k: v for k, v in dict(row).items() if k not in ("request_hash", "created_at")}
+
+
+async def locked(conn: asyncpg.Connection, table: str, id_column: str, id_value: Any, what: str) -> asyncpg.Record:
+    """The row of `table` with that id, locked for this transaction; NotFound otherwise.
+    `table` and `id_column` come from the code, never from a request."""
+    row = await conn.fetchrow(f"SELECT * FROM {table} WHERE {id_column} = $1 FOR UPDATE", id_value)
+    if row is None:
+        raise NotFound(f"No {what} {id_value}.", field=id_column)
+    return row

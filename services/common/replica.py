@@ -6,12 +6,9 @@ An event that cannot be read goes to `alfi.intake.events.dlq` through the outbox
 
 from __future__ import annotations
 
-from collections.abc import Sequence
 from datetime import date
 
 import asyncpg
-from aiokafka import TopicPartition
-from aiokafka.structs import ConsumerRecord
 
 from alfi_contracts import ContractError, decode
 from alfi_contracts.events import (

@@ -20,8 +20,8 @@ from alfi_contracts.commands import ChangeReferent, CloseAccompaniment, EnrolHou
 from alfi_contracts.events import (
     HouseholdAccompanimentClosed, HouseholdEnrolled, HouseholdPersonalDataErased, HouseholdReferentChanged,
 )
-from services.common.commands import Outcome, Unit, insert_once
-from services.common.errors import Conflict, NotFound
+from services.common.commands import Outcome, Unit, insert_once, locked
+from services.common.errors import Conflict
 
 PUBLIC_FIELDS = (
     "household_id", "programme", "territory", "referent_worker_id", "enrolled_on", "youth",
@@ -34,9 +34,7 @@ def view(row: asyncpg.Record) -> dict:
 
 
 async def household(conn: asyncpg.Connection, household_id) -> asyncpg.Record:
-    row = await conn.fetchrow("SELECT * FROM households WHERE household_id = $1 FOR UPDATE", household_id)
-    if row is None:
-        raise NotFound(f"No household {household_id}.", field="household_id")
+    row = await locked(conn, "households", "household_id", household_id, "household")
     if row["erased_on"] is not None:
         raise Conflict(f"Household {household_id}'s personal data was erased on {row['erased_on']}.",
                        field="household_id")

@@ -32,7 +32,8 @@ async def prepare(conn: asyncpg.Connection, generation: int, fresh: bool = False
     """Create (or, `fresh`, recreate empty) a generation's schema and tables."""
     if fresh:
         await conn.execute(f'DROP SCHEMA IF EXISTS "{schema_of(generation)}" CASCADE')
-    await migrate(conn, schema_of(generation), sql_files(PROJECTION_SQL))
+    positions = sql_files(Path(__file__).parents[1] / "common" / "sql", "platform_002_consumer_positions.sql")
+    await migrate(conn, schema_of(generation), positions + sql_files(PROJECTION_SQL))
 
 
 async def ensure_current(conn: asyncpg.Connection) -> int:

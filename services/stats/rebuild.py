@@ -19,7 +19,6 @@ import sys
 import time
 import uuid
 
-import asyncpg
 
 from services.common.consumer import TransactionalConsumer
 from services.common.db import create_pool

@@ -11,7 +11,6 @@ from html import escape
 from typing import Annotated
 
 import asyncpg
-from aiokafka import TopicPartition
 from fastapi import APIRouter, Path, Query, Request
 from fastapi.responses import HTMLResponse, JSONResponse, Response
 

@@ -14,8 +14,8 @@ from uuid import uuid4
 
 from alfi_contracts.commands import EscalateSituation, RecordMeeting, ResolveSituation
 from alfi_contracts.events import SituationEscalated, SituationResolved, VeilleMeetingHeld
-from services.common.commands import Outcome, Unit, insert_once, record_view as view
-from services.common.errors import Conflict, Invalid, NotFound
+from services.common.commands import Outcome, Unit, insert_once, locked, record_view as view
+from services.common.errors import Conflict, Invalid
 from services.common.replica import open_household
 
 
@@ -29,10 +29,7 @@ async def escalate_situation(unit: Unit, command: EscalateSituation) -> Outcome:
 
 
 async def resolve_situation(unit: Unit, command: ResolveSituation) -> Outcome:
-    row = await unit.conn.fetchrow(
-        "SELECT * FROM situations WHERE situation_id = $1 FOR UPDATE", command.situation_id)
-    if row is None:
-        raise NotFound(f"No situation {command.situation_id}.", field="situation_id")
+    row = await locked(unit.conn, "situations", "situation_id", command.situation_id, "situation")
     if row["resolved_on"] is not None:
         raise Conflict(f"Situation {command.situation_id} was already resolved on {row['resolved_on']}.")
     if command.resolved_on < row["escalated_on"]:

@@ -3,7 +3,6 @@ series exist, and they move when commands flow."""
 
 from __future__ import annotations
 
-import asyncio
 import shutil
 import subprocess
 from pathlib import Path

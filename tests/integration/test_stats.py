@@ -12,7 +12,6 @@ import csv
 import io
 from datetime import date
 
-import pytest
 
 from tests.integration import events as e
 from tests.support import wait_until

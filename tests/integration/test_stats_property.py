@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import itertools
 from datetime import date, timedelta
-from uuid import UUID
 
 import asyncpg
 from aiokafka import TopicPartition

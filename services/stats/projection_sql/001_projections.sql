@@ -1,6 +1,6 @@
 -- One generation of stats' projections: facts per entity, merged idempotently from
 -- events in any order (an interview may arrive before its household's enrolment), and
--- the consumer positions that fed them. Report figures are computed from these by
+-- (with the platform's consumer_positions table, applied first by generations.py). Report figures are computed from these by
 -- services/stats/reports.py. Only pseudonymous ids and closed vocabularies are kept.
 CREATE TABLE households (
     household_id        uuid PRIMARY KEY,
@@ -61,12 +61,4 @@ CREATE TABLE freshness (
     topic            text PRIMARY KEY,
     last_event_time  timestamptz NOT NULL,
     applied_at       timestamptz NOT NULL DEFAULT now()
-);
-CREATE TABLE consumer_positions (
-    consumer     text NOT NULL,
-    topic        text NOT NULL,
-    partition    int NOT NULL,
-    next_offset  bigint NOT NULL,
-    updated_at   timestamptz NOT NULL DEFAULT now(),
-    PRIMARY KEY (consumer, topic, partition)
 );
