@@ -8,6 +8,8 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import os
+import tempfile
 from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -180,9 +182,23 @@ class Runtime:
         return app
 
 
+def create_app(definition: ServiceDefinition) -> FastAPI:
+    """The service's app from the environment's settings (what each worker process runs)."""
+    settings = ServiceSettings.for_service(definition.name, definition.default_port)
+    configure_logging(definition.name, settings.log_level, settings.log_format)
+    return Runtime(definition, settings).app()
+
+
 def main(definition: ServiceDefinition) -> None:
     settings = ServiceSettings.for_service(definition.name, definition.default_port)
     configure_logging(definition.name, settings.log_level, settings.log_format)
-    runtime = Runtime(definition, settings)
-    uvicorn.run(runtime.app(), host=settings.http_host, port=settings.http_port,
-                log_config=None, access_log=False, timeout_graceful_shutdown=10)
+    options = dict(host=settings.http_host, port=settings.http_port, log_config=None, access_log=False,
+                   timeout_graceful_shutdown=10)
+    if settings.workers > 1:
+        if not os.environ.get("PROMETHEUS_MULTIPROC_DIR"):
+            # Must be set before any worker imports prometheus_client.
+            os.environ["PROMETHEUS_MULTIPROC_DIR"] = tempfile.mkdtemp(prefix=f"alfi-{definition.name}-metrics-")
+        uvicorn.run(f"services.{definition.name}.service:create_app", factory=True,
+                    workers=settings.workers, **options)
+    else:
+        uvicorn.run(create_app(definition), **options)

@@ -25,6 +25,10 @@ class ServiceSettings(BaseSettings):
     )
     http_host: str = "127.0.0.1"
     http_port: int = 8000
+    # Worker processes for the HTTP API. With more than one, each runs its own relay
+    # (only the advisory-lock holder publishes) and consumers (the group shares the
+    # partitions), and /metrics aggregates every worker (PROMETHEUS_MULTIPROC_DIR).
+    workers: int = 1
     db_pool_min: int = 1
     db_pool_max: int = 10
     log_level: str = "INFO"

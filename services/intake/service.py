@@ -2,7 +2,7 @@
 
 from pathlib import Path
 
-from services.common.service import ServiceDefinition
+from services.common.service import ServiceDefinition, create_app as create_service_app
 
 from .handlers import HANDLERS
 from .routes import routes
@@ -15,3 +15,7 @@ DEFINITION = ServiceDefinition(
     routes=routes,
     description="Enrols households into programmes and follows their accompaniment.",
 )
+
+
+def create_app():  # noqa: ANN201 - uvicorn's factory when running several workers
+    return create_service_app(DEFINITION)

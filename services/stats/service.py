@@ -8,7 +8,7 @@ import asyncpg
 
 from alfi_contracts.topics import CASEWORK_EVENTS, INTAKE_EVENTS, VEILLE_EVENTS, dead_letter_topic
 from services.common.consumer import Restart, TransactionalConsumer
-from services.common.service import Runtime, ServiceDefinition
+from services.common.service import Runtime, ServiceDefinition, create_app as create_service_app
 
 from . import generations
 from .projector import Projector
@@ -50,3 +50,7 @@ DEFINITION = ServiceDefinition(
     ready_when_caught_up=True,
     description="Reporting read models built from every service's events, and the reports API.",
 )
+
+
+def create_app():  # noqa: ANN201 - uvicorn's factory when running several workers
+    return create_service_app(DEFINITION)
