@@ -60,3 +60,16 @@ def exposition() -> tuple[bytes, str]:
         multiprocess.MultiProcessCollector(registry)
         return generate_latest(registry), CONTENT_TYPE_LATEST
     return generate_latest(REGISTRY), CONTENT_TYPE_LATEST
+
+
+_FASTSTREAM: dict[str, object] = {}
+
+
+def faststream_middleware(service: str):  # noqa: ANN201
+    """FastStream's Prometheus middleware (publish counts and durations, `faststream_*`),
+    one per process: its metrics register once in the default registry."""
+    if service not in _FASTSTREAM:
+        from faststream.kafka.prometheus import KafkaPrometheusMiddleware
+
+        _FASTSTREAM[service] = KafkaPrometheusMiddleware(registry=REGISTRY, app_name=f"alfi-{service}")
+    return _FASTSTREAM[service]

@@ -7,9 +7,11 @@ marking, the rows are published again on restart: duplicates carry the same Clou
 id, which consumers deduplicate. One relay per schema at a time (advisory lock), so
 order per key is the order of commit.
 
-The relay uses aiokafka directly rather than a FastStream publisher: it must survive the
-broker being down at start (commands are still accepted), send a batch without waiting
-per message, and only mark rows once the whole batch is acknowledged.
+The relay publishes through a FastStream KafkaBroker (acks=all, idempotent; its
+Prometheus middleware counts and times every publish) without waiting per message
+(`no_confirm`), then waits for the whole batch's acknowledgements before marking it. It
+starts the broker in its own retry loop, so a Kafka that is down at start only delays
+publication: commands are still accepted.
 """
 
 from __future__ import annotations
@@ -17,18 +19,20 @@ from __future__ import annotations
 import asyncio
 import json
 from collections import Counter
-from collections.abc import Iterable
+from collections.abc import Iterable, Sequence
+from typing import Any
 from dataclasses import dataclass
 from uuid import UUID
 
 import asyncpg
 import structlog
-from aiokafka import AIOKafkaProducer
 from aiokafka.errors import KafkaError
 
 from alfi_contracts import CONTENT_TYPE, CloudEvent, EventData, encode, make_event
 
-from .kafka import ensure_topics
+from faststream.kafka import KafkaBroker
+
+from .kafka import ensure_topics, make_broker
 from .metrics import OUTBOX_BACKLOG, OUTBOX_OLDEST_AGE, PUBLISHED
 
 log = structlog.get_logger("alfi.outbox")
@@ -77,12 +81,14 @@ class OutboxRelay:
     def __init__(
         self, pool: asyncpg.Pool, schema: str, bootstrap_servers: str, client_id: str,
         topics: Iterable[str] = (), batch_size: int = 1000, poll_interval: float = 0.5,
+        middlewares: Sequence[Any] = (),
     ) -> None:
         self.pool = pool
         self.schema = schema
         self.bootstrap_servers = bootstrap_servers
         self.client_id = client_id
         self.topics = list(topics)
+        self.middlewares = middlewares
         self.batch_size = batch_size
         self.poll_interval = poll_interval
         self.connected = False
@@ -120,15 +126,13 @@ class OutboxRelay:
     async def _relay(self) -> None:
         if self.topics:
             await ensure_topics(self.bootstrap_servers, self.topics)
-        producer = AIOKafkaProducer(
-            bootstrap_servers=self.bootstrap_servers, client_id=self.client_id,
-            acks="all", enable_idempotence=True, linger_ms=5, request_timeout_ms=15000,
-        )
-        await producer.start()
+        broker = make_broker(self.bootstrap_servers, self.client_id, middlewares=self.middlewares,
+                             linger_ms=5, request_timeout_ms=15000)
+        await broker.start()
         self.connected = True
         try:
             while True:
-                if await self.publish_batch(producer) < self.batch_size:
+                if await self.publish_batch(broker) < self.batch_size:
                     self._wake.clear()
                     try:
                         await asyncio.wait_for(self._wake.wait(), self.poll_interval)
@@ -136,9 +140,9 @@ class OutboxRelay:
                         pass
         finally:
             self.connected = False
-            await producer.stop()
+            await broker.stop()
 
-    async def publish_batch(self, producer: AIOKafkaProducer) -> int:
+    async def publish_batch(self, broker: KafkaBroker) -> int:
         rows = await self.pool.fetch(
             "SELECT id, topic, key, payload, headers FROM outbox"
             " WHERE published_at IS NULL ORDER BY id LIMIT $1",
@@ -147,10 +151,8 @@ class OutboxRelay:
         if not rows:
             return 0
         deliveries = [
-            await producer.send(
-                row["topic"], row["payload"], key=row["key"],
-                headers=[(k, v.encode()) for k, v in json.loads(row["headers"]).items()],
-            )
+            await broker.publish(row["payload"], row["topic"], key=row["key"],
+                                 headers=json.loads(row["headers"]), no_confirm=True)
             for row in rows
         ]
         await asyncio.gather(*deliveries)  # all acknowledged, or none marked

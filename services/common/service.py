@@ -29,6 +29,7 @@ from .consumer import TransactionalConsumer
 from .db import create_pool
 from .http import BodyLimit, RequestMetrics, install_health_and_metrics, install_problem_handlers
 from .logging import configure_logging
+from .metrics import faststream_middleware
 from .migrations import migrate, sql_files
 from .outbox import OutboxRelay
 from .replica import replica_applier
@@ -96,7 +97,8 @@ class Runtime:
         if own_topics is None:
             own_topics = (events_topic(name), commands_topic(name), dead_letter_topic(commands_topic(name)))
         self.relay = OutboxRelay(self.pool, self.schema, self.settings.kafka_bootstrap_servers,
-                                 f"alfi-{name}-relay", topics=own_topics)
+                                 f"alfi-{name}-relay", topics=own_topics,
+                                 middlewares=[faststream_middleware(name)])
         self.consumers = []
         if self.definition.handlers:
             self.consumers.append(

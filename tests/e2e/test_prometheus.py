@@ -87,7 +87,10 @@ async def test_every_target_is_up_and_the_key_series_move(watched):
     await wait_until(lambda: _quietly(moved), timeout=60, interval=0.5)
     for series in ("alfi_outbox_backlog_events", "alfi_outbox_oldest_pending_age_seconds",
                    "alfi_consumer_lag_messages", "alfi_http_request_duration_seconds_bucket",
-                   'alfi_http_requests_total{route="/v1/reports/activity", status="200"}'):
+                   'alfi_http_requests_total{route="/v1/reports/activity", status="200"}',
+                   # FastStream's middleware on the relays' publishes
+                   'faststream_published_messages_total{app_name="alfi-intake"}',
+                   "faststream_published_messages_duration_seconds_bucket"):
         assert await query(series), f"{series} is not scraped"
     rules = (await _rules())["groups"][0]["rules"]
     assert {r["name"] for r in rules} >= {"AlfiServiceDown", "AlfiDeadLetter"}

@@ -10,6 +10,7 @@ import pytest
 from aiokafka import AIOKafkaProducer
 
 from alfi_contracts import decode
+from services.common.kafka import make_broker
 from services.common.outbox import OutboxRelay
 from tests.support import wait_until
 from tests.integration.test_intake import enrolment
@@ -127,13 +128,13 @@ async def test_relay_killed_mid_batch_loses_nothing_and_duplicates_keep_their_id
                 return await real_execute(query, *args)
 
         crashing.pool = CrashingPool()
-        producer = AIOKafkaProducer(bootstrap_servers=platform.bootstrap, acks="all", enable_idempotence=True)
-        await producer.start()
+        broker = make_broker(platform.bootstrap, "test-crashing-relay")
+        await broker.start()
         try:
             with pytest.raises(CrashAfterPublish):
-                await crashing.publish_batch(producer)  # 8 events out, none marked
+                await crashing.publish_batch(broker)  # 8 events out, none marked
         finally:
-            await producer.stop()
+            await broker.stop()
     finally:
         restarted = OutboxRelay(intake.pool, "intake", platform.bootstrap, "intake-relay")
         intake.relay = restarted
