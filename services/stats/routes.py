@@ -45,7 +45,7 @@ FIGURE_LABELS = {
     "social_workers_active": "Travailleurs sociaux actifs", "veille_meetings": "Réunions de veille sociale",
     "situations_reviewed": "Situations abordées en veille", "situations_escalated": "Situations signalées",
     "workshops_held": "Ateliers collectifs", "workshop_participants": "Participations aux ateliers",
-    "rehousings": "Jeunes relogés", "rehousings_dalo": "… dont publics prioritaires DALO",
+    "rehousings": "Relogements dans le parc social", "rehousings_dalo": "… dont publics prioritaires DALO",
     "rehousings_youth": "… dont jeunes",
 }
 
