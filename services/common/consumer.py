@@ -199,11 +199,9 @@ class TransactionalConsumer:
         for tp, end in ends.items():
             CONSUMER_LAG.labels(self.name, tp.topic, str(tp.partition)).set(max(end - self.positions.get(tp, 0), 0))
 
-    async def apply(self, batches: Batches, prepared: Any = None) -> None:
+    async def apply(self, batches: Batches, prepared: Any) -> None:
         """One transaction for the whole poll: every partition's records and positions."""
         started = time.perf_counter()
-        if prepared is None:
-            prepared = await self._prepare(batches)
         async with self.pool.acquire() as conn, conn.transaction():
             await self.enter_schema(conn)
             stored = await conn.fetch(

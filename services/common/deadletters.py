@@ -17,12 +17,12 @@ import os
 import sys
 from dataclasses import dataclass
 
-from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
+from aiokafka import AIOKafkaProducer
 from aiokafka.admin import AIOKafkaAdminClient
 
 from alfi_contracts.topics import DLQ_ERROR_DETAIL, DLQ_ERROR_KIND, DLQ_SOURCE_TOPIC
 
-from .kafka import partitions_of
+from .kafka import read_to_end
 
 REDRIVEN_FROM = "alfi-redriven-from"
 
@@ -56,23 +56,10 @@ async def dead_letter_topics(bootstrap: str) -> list[str]:
 
 
 async def read_all(bootstrap: str, topics: list[str]) -> list[DeadLetter]:
-    tps = await partitions_of(bootstrap, topics)
-    if not tps:
-        return []
-    consumer = AIOKafkaConsumer(bootstrap_servers=bootstrap, enable_auto_commit=False)
-    await consumer.start()
-    try:
-        consumer.assign(tps)
-        await consumer.seek_to_beginning(*tps)
-        ends = await consumer.end_offsets(tps)
-        letters: list[DeadLetter] = []
-        while any([await consumer.position(tp) < ends[tp] for tp in tps]):
-            for records in (await consumer.getmany(timeout_ms=500)).values():
-                letters += [DeadLetter(r.topic, r.partition, r.offset, r.key, r.value,
-                                       {k: v.decode(errors="replace") for k, v in r.headers}) for r in records]
-        return sorted(letters, key=lambda d: (d.topic, d.partition, d.offset))
-    finally:
-        await consumer.stop()
+    letters = [DeadLetter(r.topic, r.partition, r.offset, r.key, r.value,
+                          {k: v.decode(errors="replace") for k, v in r.headers})
+               for r in await read_to_end(bootstrap, topics)]
+    return sorted(letters, key=lambda d: (d.topic, d.partition, d.offset))
 
 
 async def redrive(bootstrap: str, topic: str, positions: set[tuple[int, int]]) -> list[DeadLetter]:

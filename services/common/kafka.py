@@ -10,7 +10,8 @@ import asyncio
 from collections.abc import Iterable, Sequence
 from typing import Any
 
-from aiokafka import TopicPartition
+from aiokafka import AIOKafkaConsumer, TopicPartition
+from aiokafka.structs import ConsumerRecord
 from aiokafka.admin import AIOKafkaAdminClient, NewTopic
 from aiokafka.errors import TopicAlreadyExistsError
 from faststream.kafka import KafkaBroker
@@ -74,3 +75,24 @@ async def partitions_of(bootstrap_servers: str, topics: Iterable[str]) -> list[T
         await admin.close()
     return [TopicPartition(d["topic"], p["partition"]) for d in described if d["error_code"] == 0
             for p in d["partitions"]]
+
+
+async def read_to_end(bootstrap_servers: str, topics: Iterable[str]) -> list[ConsumerRecord]:
+    """Every record now on `topics`, from the beginning to the end offsets read at start,
+    without a consumer group (tools and tests; never for a consumer that must commit)."""
+    tps = await partitions_of(bootstrap_servers, topics)
+    if not tps:
+        return []
+    consumer = AIOKafkaConsumer(bootstrap_servers=bootstrap_servers, enable_auto_commit=False)
+    await consumer.start()
+    try:
+        consumer.assign(tps)
+        await consumer.seek_to_beginning(*tps)
+        ends = await consumer.end_offsets(tps)
+        records: list[ConsumerRecord] = []
+        while any([await consumer.position(tp) < ends[tp] for tp in tps]):
+            for batch in (await consumer.getmany(timeout_ms=500)).values():
+                records.extend(batch)
+        return records
+    finally:
+        await consumer.stop()

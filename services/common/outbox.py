@@ -92,7 +92,6 @@ class OutboxRelay:
         self.batch_size = batch_size
         self.poll_interval = poll_interval
         self.connected = False
-        self.published = 0
         self._wake = asyncio.Event()
 
     async def run(self) -> None:
@@ -160,7 +159,6 @@ class OutboxRelay:
             "UPDATE outbox SET published_at = clock_timestamp() WHERE id = ANY($1::bigint[])",
             [row["id"] for row in rows],
         )
-        self.published += len(rows)
         for topic, count in Counter(row["topic"] for row in rows).items():
             PUBLISHED.labels(self.schema, topic).inc(count)
         return len(rows)

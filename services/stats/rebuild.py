@@ -33,17 +33,6 @@ from .projector import Projector
 from .service import DEFINITION, EVENT_TOPICS
 
 
-async def caught_up(consumer: TransactionalConsumer) -> bool:
-    if consumer.consumer is None or not consumer.connected:
-        return False
-    kafka = consumer.consumer
-    tps = kafka.assignment()
-    if not tps:
-        return False
-    ends = await kafka.end_offsets(list(tps))
-    return all(end == 0 or consumer.positions.get(tp, 0) >= end for tp, end in ends.items())
-
-
 async def rebuild(settings: ServiceSettings, progress=None) -> dict:  # noqa: ANN001
     pool = await create_pool(settings, generations.BASE)
     try:
@@ -64,7 +53,7 @@ async def rebuild(settings: ServiceSettings, progress=None) -> dict:  # noqa: AN
         started = time.perf_counter()
         task = asyncio.create_task(consumer.run())
         try:
-            while not await caught_up(consumer):
+            while not consumer.caught_up.is_set():  # read to the end of every partition
                 if task.done():
                     task.result()
                 REBUILD_APPLIED.set(consumer.applied)

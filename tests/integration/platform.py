@@ -2,18 +2,16 @@
 
 from __future__ import annotations
 
-import asyncio
 import contextlib
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
 
 import asyncpg
 import httpx
-from aiokafka import AIOKafkaConsumer
 from aiokafka.structs import ConsumerRecord
 
 from services.casework.service import DEFINITION as CASEWORK
-from services.common.kafka import partitions_of
+from services.common.kafka import read_to_end
 from services.common.auth import ALL_SCOPES, issue_token, migrate_auth
 from services.common.service import Runtime
 from services.common.settings import ServiceSettings
@@ -62,27 +60,6 @@ async def running_platform(bootstrap: str, database_url: str) -> AsyncIterator[P
         yield Platform(runtimes, clients, tokens, bootstrap, database_url)
 
 
-async def read_topic(bootstrap: str, topic: str, timeout: float = 10.0) -> list[ConsumerRecord]:
+async def read_topic(bootstrap: str, topic: str) -> list[ConsumerRecord]:
     """Every record currently on `topic`, read from the beginning without a group."""
-    consumer = AIOKafkaConsumer(bootstrap_servers=bootstrap, enable_auto_commit=False)
-    await consumer.start()
-    try:
-        tps = await partitions_of(bootstrap, [topic])
-        if not tps:
-            return []
-        consumer.assign(tps)
-        await consumer.seek_to_beginning(*tps)
-        ends = await consumer.end_offsets(tps)  # a plain dict
-        records: list[ConsumerRecord] = []
-        deadline = asyncio.get_running_loop().time() + timeout
-        async def behind() -> bool:
-            return any([await consumer.position(tp) < ends[tp] for tp in tps])
-
-        while await behind():
-            if asyncio.get_running_loop().time() > deadline:
-                raise AssertionError(f"could not read {topic} to its end within {timeout}s")
-            for batch in (await consumer.getmany(timeout_ms=200)).values():
-                records.extend(batch)
-        return records
-    finally:
-        await consumer.stop()
+    return await read_to_end(bootstrap, [topic])
