@@ -4,7 +4,12 @@ Each poll returns records per partition; each partition's batch is applied and i
 offset stored in one transaction. On (re)assignment the consumer seeks to the stored
 position, so a redelivered record is never applied twice and a crash at any instant
 resumes exactly where the last commit left off. Offsets are also committed to Kafka
-afterwards, best effort, only so that lag shows in Kafka's own tools.
+afterwards, in the background and best effort, only so that lag shows in Kafka's own
+tools.
+
+Throughput: the consumer keeps one connection for its transactions while it runs (no
+pool reset between polls), and the next poll is prepared while the previous one's
+transaction is in flight (see `prepare`).
 
 aiokafka directly, not a FastStream subscriber: FastStream commits positions to Kafka,
 and exactly-once in effect needs them in the database transaction.
@@ -100,6 +105,9 @@ class TransactionalConsumer:
         self.prepare = prepare
         self.positions: dict[TopicPartition, int] = {}
         self.consumer: AIOKafkaConsumer | None = None
+        self.conn: asyncpg.Connection | None = None  # held while consuming
+        self.conn_search_path: str | None = None
+        self.committing: asyncio.Task | None = None  # the background Kafka commit
         self.connected = False
         self.applied = 0
         self.stopping = False
@@ -154,11 +162,13 @@ class TransactionalConsumer:
                     await writing  # stopping: the poll in hand commits before we leave
                     writing = None
             finally:
-                if writing is not None and not writing.done():
-                    writing.cancel()
-                    await asyncio.gather(writing, return_exceptions=True)
+                for task in (writing, self.committing):
+                    if task is not None and not task.done():
+                        task.cancel()
+                        await asyncio.gather(task, return_exceptions=True)
         finally:
             self.connected = False
+            await self._release()
             await self.consumer.stop()
 
     async def _prepare(self, batches: Batches) -> Any:
@@ -170,6 +180,23 @@ class TransactionalConsumer:
     async def enter_schema(self, conn: asyncpg.Connection) -> None:
         if self.search_path is not None:
             await conn.execute(f"SET LOCAL search_path TO {self.search_path()}")
+
+    async def _connection(self) -> asyncpg.Connection:
+        """The consumer's own connection, its search_path set for the session when it
+        changes (the pool resets it on release)."""
+        if self.conn is None or self.conn.is_closed():
+            await self._release()
+            self.conn = await self.pool.acquire()
+        if self.search_path is not None and self.search_path() != self.conn_search_path:
+            self.conn_search_path = None
+            await self.conn.execute(f"SET search_path TO {self.search_path()}")
+            self.conn_search_path = self.search_path()
+        return self.conn
+
+    async def _release(self) -> None:
+        conn, self.conn, self.conn_search_path = self.conn, None, None
+        if conn is not None:
+            await self.pool.release(conn)
 
     async def _check_caught_up(self) -> None:
         assert self.consumer is not None
@@ -202,32 +229,44 @@ class TransactionalConsumer:
     async def apply(self, batches: Batches, prepared: Any) -> None:
         """One transaction for the whole poll: every partition's records and positions."""
         started = time.perf_counter()
-        async with self.pool.acquire() as conn, conn.transaction():
-            await self.enter_schema(conn)
-            stored = await conn.fetch(
-                "SELECT topic, partition, next_offset FROM consumer_positions"
-                " WHERE consumer = $1 AND topic = ANY($2::text[]) FOR UPDATE",
-                self.name, list({tp.topic for tp in batches}),
-            )
-            floor = {TopicPartition(r["topic"], r["partition"]): r["next_offset"] for r in stored}
-            fresh = {
-                tp: kept for tp, records in batches.items()
-                if (kept := [r for r in records if r.offset >= floor.get(tp, 0)])
-            }
-            if not fresh:
-                return
-            if fresh != batches:  # some were applied before a restart: prepare only the rest
-                prepared = await self._prepare(fresh)
-            await self.handle_batch(conn, prepared)
-            positions = {tp: records[-1].offset + 1 for tp, records in fresh.items()}
-            await store_positions(conn, self.name, positions)
+        conn = await self._connection()
+        try:
+            async with conn.transaction():
+                stored = await conn.fetch(
+                    "SELECT topic, partition, next_offset FROM consumer_positions"
+                    " WHERE consumer = $1 AND topic = ANY($2::text[]) FOR UPDATE",
+                    self.name, list({tp.topic for tp in batches}),
+                )
+                floor = {TopicPartition(r["topic"], r["partition"]): r["next_offset"] for r in stored}
+                fresh = {
+                    tp: kept for tp, records in batches.items()
+                    if (kept := [r for r in records if r.offset >= floor.get(tp, 0)])
+                }
+                if not fresh:
+                    return
+                if fresh != batches:  # some were applied before a restart: prepare only the rest
+                    prepared = await self._prepare(fresh)
+                await self.handle_batch(conn, prepared)
+                positions = {tp: records[-1].offset + 1 for tp, records in fresh.items()}
+                await store_positions(conn, self.name, positions)
+        except (OSError, asyncpg.InterfaceError):
+            await self._release()  # a broken connection goes back to the pool, which drops it
+            raise
         self.positions.update(positions)
         self.applied += sum(len(records) for records in fresh.values())
         BATCH_DURATION.labels(self.name).observe(time.perf_counter() - started)
         for tp, records in fresh.items():
             CONSUMED.labels(self.name, tp.topic).inc(len(records))
+        if self.committing is None or self.committing.done():
+            self.committing = asyncio.create_task(self._commit_to_kafka())
+
+    async def _commit_to_kafka(self) -> None:
+        """Informational only (lag in Kafka's tools); the database position is the truth."""
         assert self.consumer is not None
-        try:
-            await self.consumer.commit(positions)
-        except KafkaError:
-            pass  # informational only; the database position is the truth
+        assigned = self.consumer.assignment()
+        positions = {tp: offset for tp, offset in self.positions.items() if tp in assigned}
+        if positions:
+            try:
+                await self.consumer.commit(positions)
+            except KafkaError:
+                pass
