@@ -11,13 +11,15 @@ import contextlib
 import gc
 import os
 import tempfile
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable, Coroutine
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any, TypeVar
 
 import asyncpg
 import structlog
 import uvicorn
+import uvloop
 from aiokafka import TopicPartition
 from aiokafka.errors import KafkaError
 from fastapi import APIRouter, FastAPI
@@ -37,6 +39,8 @@ from .replica import replica_applier
 from .settings import ServiceSettings
 
 SQL = Path(__file__).parent / "sql"
+T = TypeVar("T")
+
 log = structlog.get_logger("alfi.service")
 
 
@@ -192,6 +196,14 @@ def tune_gc() -> None:
     rebuild of 1M events: 20.3 s -> 17.3 s."""
     gc.freeze()
     gc.set_threshold(50_000, 10, 10)
+
+
+def run_like_a_service(main: Coroutine[Any, Any, T]) -> T:
+    """Run a command-line task (rebuild, benchmark) as uvicorn runs the services: uvloop,
+    tuned GC."""
+    tune_gc()
+    with asyncio.Runner(loop_factory=uvloop.new_event_loop) as runner:
+        return runner.run(main)
 
 
 def create_app(definition: ServiceDefinition) -> FastAPI:

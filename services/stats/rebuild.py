@@ -19,14 +19,12 @@ import sys
 import time
 import uuid
 
-import uvloop
-
 from services.common.consumer import TransactionalConsumer
 from services.common.db import create_pool
 from services.common.migrations import migrate
 from services.common.logging import configure_logging
 from services.common.metrics import REBUILD_APPLIED
-from services.common.service import Runtime, tune_gc
+from services.common.service import Runtime, run_like_a_service
 from services.common.settings import ServiceSettings
 
 from . import generations
@@ -76,13 +74,11 @@ async def rebuild(settings: ServiceSettings, progress=None) -> dict:  # noqa: AN
 
 
 def main() -> int:
-    tune_gc()
     settings = ServiceSettings.for_service("stats", DEFINITION.default_port)
     configure_logging("stats-rebuild", settings.log_level, settings.log_format)
     quiet = "--json" in sys.argv
-    with asyncio.Runner(loop_factory=uvloop.new_event_loop) as runner:  # as uvicorn runs the service
-        result = runner.run(rebuild(settings, progress=None if quiet else
-                                    lambda n: print(f"\r{n} events", end="", file=sys.stderr)))
+    result = run_like_a_service(rebuild(settings, progress=None if quiet else
+                                        lambda n: print(f"\r{n} events", end="", file=sys.stderr)))
     if quiet:
         print(json.dumps(result))
         return 0

@@ -1,0 +1,105 @@
+"""stats' in-memory fold of a poll: one row per entity, whatever the order of its events
+in the poll (the database side of the merge is covered by the integration tests)."""
+
+from __future__ import annotations
+
+import itertools
+from collections import defaultdict
+from datetime import UTC, date, datetime, timedelta
+from uuid import uuid4
+
+import pytest
+from aiokafka import TopicPartition
+from aiokafka.structs import ConsumerRecord
+
+from alfi_contracts import encode, events as ev, make_event
+from services.stats.projector import FOLDS, UPSERTS, Projector, fold, statement
+from tests.integration.events import cancelled, closed, escalated, household, interview
+
+T0 = datetime(2023, 5, 1, tzinfo=UTC)
+
+
+def folded(timed_events: list[tuple[ev.EventData, datetime]]) -> dict:
+    rows: dict = defaultdict(dict)
+    for data, time in timed_events:
+        fold(rows, data, time)
+    return rows
+
+
+def test_every_event_type_has_a_fold():
+    assert set(FOLDS) == {model for model in ev.EVENTS_BY_TYPE.values()}
+
+
+def test_a_household_s_events_in_one_poll_make_one_row_in_any_order():
+    enrolled = household(date(2023, 1, 10), worker="sw-001")
+    h = enrolled.household_id
+    changes = [
+        (enrolled, T0),
+        (ev.HouseholdReferentChanged(household_id=h, referent_worker_id="sw-002", changed_on=date(2023, 3, 1)),
+         T0 + timedelta(minutes=1)),
+        (ev.HouseholdReferentChanged(household_id=h, referent_worker_id="sw-003", changed_on=date(2023, 2, 1)),
+         T0 + timedelta(minutes=2)),
+        (closed(h, date(2023, 6, 30)), T0 + timedelta(minutes=3)),
+    ]
+    expected = [h, "fnavdl", "bretagne", date(2023, 1, 10), False, False,
+                "sw-002", date(2023, 3, 1), T0 + timedelta(minutes=1), date(2023, 6, 30), None]
+    for order in itertools.permutations(changes):
+        rows = folded(list(order))
+        assert list(rows) == ["households"]
+        assert rows["households"] == {h: expected}
+
+
+def test_same_date_referent_changes_are_ordered_by_event_time():
+    h = uuid4()
+    first = ev.HouseholdReferentChanged(household_id=h, referent_worker_id="sw-004", changed_on=date(2023, 3, 1))
+    second = ev.HouseholdReferentChanged(household_id=h, referent_worker_id="sw-005", changed_on=date(2023, 3, 1))
+    for order in ([(first, T0), (second, T0 + timedelta(seconds=1))],
+                  [(second, T0 + timedelta(seconds=1)), (first, T0)]):
+        row = folded(order)["households"][h]
+        assert row[6:9] == ["sw-005", date(2023, 3, 1), T0 + timedelta(seconds=1)]
+        assert row[1:6] == [None] * 5  # no enrolment in this poll: the stored facts stay
+
+
+@pytest.mark.parametrize("cancel_first", [False, True])
+def test_an_interview_and_its_cancellation_merge(cancel_first):
+    h = uuid4()
+    held = interview(h, date(2023, 4, 2), worker="sw-007")
+    cancel = cancelled(held.interview_id, h, date(2023, 4, 3))
+    order = [(cancel, T0), (held, T0)] if cancel_first else [(held, T0), (cancel, T0)]
+    assert folded(order)["interviews"] == {held.interview_id: [held.interview_id, h, "sw-007", date(2023, 4, 2), True]}
+
+
+def test_a_cancellation_alone_carries_its_household_and_no_held_facts():
+    h, i = uuid4(), uuid4()
+    assert folded([(cancelled(i, h, date(2023, 4, 3)), T0)])["interviews"] == {i: [i, h, None, None, True]}
+
+
+def test_a_resolution_before_its_escalation_in_one_poll_merges():
+    h = uuid4()
+    up = escalated(h, date(2023, 1, 5))
+    down = ev.SituationResolved(situation_id=up.situation_id, household_id=h, resolved_on=date(2023, 2, 1),
+                                outcome="stabilised")
+    rows = folded([(down, T0), (up, T0)])
+    assert rows["situations"] == {up.situation_id: [up.situation_id, h, date(2023, 1, 5), date(2023, 2, 1)]}
+
+
+def test_the_statement_takes_every_column_of_every_table_in_order():
+    types = {table: {c: "text" for c in columns} for table, (columns, _, _) in UPSERTS.items()}
+    sql = statement(types)
+    count = sum(len(columns) for columns, _, _ in UPSERTS.values())
+    assert f"${count}::text[]" in sql and f"${count + 1}" not in sql
+    assert sql.count("INSERT INTO") == len(UPSERTS)
+
+
+async def test_freshness_rows_come_in_topic_order_whatever_the_poll_s_order():
+    """Workers sharing the partitions (ALFI_WORKERS) lock these shared rows in one order."""
+    h = uuid4()
+    batches = {}
+    for offset, data in enumerate([escalated(h, date(2023, 1, 5)), interview(h, date(2023, 4, 2)),
+                                   household(date(2023, 1, 10))]):
+        tp = TopicPartition(f"alfi.{data.service}.events", 0)
+        record = ConsumerRecord(tp.topic, 0, offset, 0, 0, data.key, encode(make_event(data, time=T0)), None, 0, 0, [])
+        batches[tp] = [record]
+    prepared = await Projector("stats").prepare(batches)
+    assert list(prepared.rows["freshness"]) == ["alfi.casework.events", "alfi.intake.events", "alfi.veille.events"]
+    assert not prepared.letters
