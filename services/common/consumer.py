@@ -239,9 +239,11 @@ class TransactionalConsumer:
                 )
                 floor = {TopicPartition(r["topic"], r["partition"]): r["next_offset"] for r in stored}
                 fresh = {
-                    tp: kept for tp, records in batches.items()
-                    if (kept := [r for r in records if r.offset >= floor.get(tp, 0)])
+                    tp: records if records[0].offset >= floor.get(tp, 0)  # the usual case: all new
+                    else [r for r in records if r.offset >= floor.get(tp, 0)]
+                    for tp, records in batches.items()
                 }
+                fresh = {tp: records for tp, records in fresh.items() if records}
                 if not fresh:
                     return
                 if fresh != batches:  # some were applied before a restart: prepare only the rest

@@ -253,18 +253,19 @@ class Projector:
         letters = []
         for tp, records in batches.items():
             last = None
-            for index, record in enumerate(records):
-                if index % YIELD_EVERY == YIELD_EVERY - 1:
+            for start in range(0, len(records), YIELD_EVERY):
+                if start:
                     await asyncio.sleep(0)  # let the previous poll's statements go out
-                try:
-                    envelope, data = read(record.value or b"")
-                except ContractError as error:
-                    letters.append(dead_letter(tp, record, error.kind, error.detail))
-                    if self.on_dead_letter:
-                        self.on_dead_letter(tp.topic, error.kind)
-                    continue
-                FOLDS[type(data)](rows, data, envelope.time)
-                last = envelope.time
+                for record in records[start:start + YIELD_EVERY]:
+                    try:
+                        envelope, data = read(record.value or b"")
+                    except ContractError as error:
+                        letters.append(dead_letter(tp, record, error.kind, error.detail))
+                        if self.on_dead_letter:
+                            self.on_dead_letter(tp.topic, error.kind)
+                        continue
+                    last = envelope.time
+                    FOLDS[type(data)](rows, data, last)
             # Freshness: the time of the last event applied from each partition (the
             # newest of the topic's partitions wins, here and in SQL).
             if last is not None:
