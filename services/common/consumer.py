@@ -203,8 +203,13 @@ class TransactionalConsumer:
         assigned = list(self.consumer.assignment())
         if assigned:
             ends = await self.consumer.end_offsets(assigned)
-            if all(self.positions.get(tp, 0) >= end for tp, end in ends.items()):
-                self.caught_up.set()
+            for tp, end in ends.items():
+                # A partition this consumer never applied from (empty, or its records gone
+                # with retention): where the consumer reads next. Nothing is in flight here.
+                position = self.positions[tp] if tp in self.positions else await self.consumer.position(tp)
+                if position < end:
+                    return
+            self.caught_up.set()
 
     async def stop(self, task: asyncio.Task, timeout: float = 10.0) -> None:
         """Finish the poll in hand (it commits or rolls back whole), then stop."""
