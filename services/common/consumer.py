@@ -203,13 +203,10 @@ class TransactionalConsumer:
         assigned = list(self.consumer.assignment())
         if assigned:
             ends = await self.consumer.end_offsets(assigned)
-            for tp, end in ends.items():
-                # A partition this consumer never applied from (empty, or its records gone
-                # with retention): where the consumer reads next. Nothing is in flight here.
-                position = self.positions[tp] if tp in self.positions else await self.consumer.position(tp)
-                if position < end:
-                    return
-            self.caught_up.set()
+            # Nothing is in flight here, so where the consumer reads next is what it has
+            # applied (or skipped: an empty partition, records gone with retention).
+            if all([await self.consumer.position(tp) >= end for tp, end in ends.items()]):
+                self.caught_up.set()
 
     async def stop(self, task: asyncio.Task, timeout: float = 10.0) -> None:
         """Finish the poll in hand (it commits or rolls back whole), then stop."""
@@ -244,11 +241,10 @@ class TransactionalConsumer:
                 )
                 floor = {TopicPartition(r["topic"], r["partition"]): r["next_offset"] for r in stored}
                 fresh = {
-                    tp: records if records[0].offset >= floor.get(tp, 0)  # the usual case: all new
-                    else [r for r in records if r.offset >= floor.get(tp, 0)]
-                    for tp, records in batches.items()
+                    tp: kept for tp, records in batches.items()
+                    if (kept := records if records[0].offset >= floor.get(tp, 0)  # the usual case: all new
+                        else [r for r in records if r.offset >= floor.get(tp, 0)])
                 }
-                fresh = {tp: records for tp, records in fresh.items() if records}
                 if not fresh:
                     return
                 if fresh != batches:  # some were applied before a restart: prepare only the rest

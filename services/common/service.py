@@ -215,7 +215,6 @@ def create_app(definition: ServiceDefinition) -> FastAPI:
 
 
 def main(definition: ServiceDefinition) -> None:
-    tune_gc()
     settings = ServiceSettings.for_service(definition.name, definition.default_port)
     configure_logging(definition.name, settings.log_level, settings.log_format)
     options = dict(host=settings.http_host, port=settings.http_port, log_config=None, access_log=False,

@@ -159,6 +159,7 @@ def _meeting(rows: dict, data: ev.VeilleMeetingHeld, time: datetime) -> None:
             data.meeting_id, review.situation_id, review.decision.value]
 
 
+# Each event type's fold merges its facts into `rows` (table -> entity key -> row).
 # Dispatch on the exact class: pydantic models' isinstance goes through ABCMeta, and this
 # runs for every event. A new event type must say here which facts it carries.
 FOLDS: dict[type[ev.EventData], Callable[[dict, Any, datetime], None]] = {
@@ -174,11 +175,6 @@ FOLDS: dict[type[ev.EventData], Callable[[dict, Any, datetime], None]] = {
     ev.SituationResolved: _resolved,
     ev.VeilleMeetingHeld: _meeting,
 }
-
-
-def fold(rows: dict[str, dict[Any, list]], data: ev.EventData, time: datetime) -> None:
-    """Merge one event's facts into `rows` (table -> entity key -> row)."""
-    FOLDS[type(data)](rows, data, time)
 
 
 async def column_types(conn: asyncpg.Connection) -> dict[str, dict[str, str]]:

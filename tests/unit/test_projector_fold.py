@@ -13,7 +13,7 @@ from aiokafka import TopicPartition
 from aiokafka.structs import ConsumerRecord
 
 from alfi_contracts import encode, events as ev, make_event
-from services.stats.projector import FOLDS, UPSERTS, Projector, fold, statement
+from services.stats.projector import FOLDS, UPSERTS, Projector, statement
 from tests.integration.events import cancelled, closed, escalated, household, interview
 
 T0 = datetime(2023, 5, 1, tzinfo=UTC)
@@ -22,7 +22,7 @@ T0 = datetime(2023, 5, 1, tzinfo=UTC)
 def folded(timed_events: list[tuple[ev.EventData, datetime]]) -> dict:
     rows: dict = defaultdict(dict)
     for data, time in timed_events:
-        fold(rows, data, time)
+        FOLDS[type(data)](rows, data, time)
     return rows
 
 
