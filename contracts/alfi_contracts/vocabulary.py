@@ -4,10 +4,12 @@ from __future__ import annotations
 
 from datetime import date
 from enum import StrEnum
-from typing import Annotated
+from typing import Annotated, Any
 from uuid import UUID
 
-from pydantic import AfterValidator, BeforeValidator, Field, StringConstraints
+from pydantic import AfterValidator, BeforeValidator, Field, GetCoreSchemaHandler, GetJsonSchemaHandler, StringConstraints
+from pydantic.json_schema import JsonSchemaValue
+from pydantic_core import CoreSchema, core_schema
 
 
 class Programme(StrEnum):
@@ -98,6 +100,9 @@ class SituationOutcome(StrEnum):
     OTHER = "other"
 
 
+_ISO_DATE_MESSAGE = "must be an ISO date YYYY-MM-DD"
+
+
 def _iso_date(value: object) -> object:
     # pydantic's lax date also takes timestamps and other shapes; the contract is ISO only.
     # A shape check without a regex: this runs for every date of every event read.
@@ -105,9 +110,9 @@ def _iso_date(value: object) -> object:
         len(value) == 10 and value[4] == "-" and value[7] == "-"
         and value[:4].isdigit() and value[5:7].isdigit() and value[8:].isdigit() and value.isascii()
     ):
-        raise ValueError("must be an ISO date YYYY-MM-DD")
+        raise ValueError(_ISO_DATE_MESSAGE)
     if isinstance(value, (int, float)):
-        raise ValueError("must be an ISO date YYYY-MM-DD, not a number")
+        raise ValueError(f"{_ISO_DATE_MESSAGE}, not a number")
     return value
 
 
@@ -117,7 +122,29 @@ def _unique(values: list) -> list:
     return values
 
 
-IsoDate = Annotated[date, BeforeValidator(_iso_date)]
+class _IsoDateInJson:
+    """JSON input (every event read from Kafka) is checked by pydantic-core alone: the
+    `YYYY-MM-DD` shape, then the calendar. `_iso_date` is the same rule for Python input
+    (HTTP bodies, models built in code); a Python call per date of every event read was
+    ~10% of the stats consumer's validation."""
+
+    @staticmethod
+    def __get_pydantic_core_schema__(source: Any, handler: GetCoreSchemaHandler) -> CoreSchema:  # noqa: ANN401
+        shape = core_schema.custom_error_schema(
+            core_schema.str_schema(pattern=r"^[0-9]{4}-[0-9]{2}-[0-9]{2}$"),
+            custom_error_type="iso_date", custom_error_message=_ISO_DATE_MESSAGE,
+        )
+        return core_schema.json_or_python_schema(
+            json_schema=core_schema.chain_schema([shape, core_schema.date_schema()]),
+            python_schema=handler(source),
+        )
+
+    @staticmethod
+    def __get_pydantic_json_schema__(schema: CoreSchema, handler: GetJsonSchemaHandler) -> JsonSchemaValue:
+        return {"type": "string", "format": "date"}
+
+
+IsoDate = Annotated[date, BeforeValidator(_iso_date), _IsoDateInJson]
 """A calendar date written `YYYY-MM-DD`."""
 
 Slug = Annotated[

@@ -99,81 +99,86 @@ def _referent(row: list, worker: str, since: Any, at: datetime) -> None:  # noqa
         row[6:9] = worker, since, at
 
 
-def _enrolled(rows: dict, data: ev.HouseholdEnrolled, time: datetime) -> None:
-    row = _row(rows, "households", data.household_id)
-    row[1:6] = data.programme.value, data.territory, data.enrolled_on, data.youth, data.dalo_priority
-    _referent(row, data.referent_worker_id, data.enrolled_on, time)
+Data = dict[str, Any]  # an event's fields, as `read` gives them
 
 
-def _referent_changed(rows: dict, data: ev.HouseholdReferentChanged, time: datetime) -> None:
-    _referent(_row(rows, "households", data.household_id), data.referent_worker_id, data.changed_on, time)
+def _enrolled(rows: dict, data: Data, time: datetime) -> None:
+    row = _row(rows, "households", data["household_id"])
+    row[1:6] = (data["programme"].value, data["territory"], data["enrolled_on"], data["youth"],
+                data["dalo_priority"])
+    _referent(row, data["referent_worker_id"], data["enrolled_on"], time)
 
 
-def _closed(rows: dict, data: ev.HouseholdAccompanimentClosed, time: datetime) -> None:
-    _row(rows, "households", data.household_id)[9] = data.closed_on
+def _referent_changed(rows: dict, data: Data, time: datetime) -> None:
+    _referent(_row(rows, "households", data["household_id"]), data["referent_worker_id"], data["changed_on"], time)
 
 
-def _erased(rows: dict, data: ev.HouseholdPersonalDataErased, time: datetime) -> None:
-    _row(rows, "households", data.household_id)[10] = data.erased_on
+def _closed(rows: dict, data: Data, time: datetime) -> None:
+    _row(rows, "households", data["household_id"])[9] = data["closed_on"]
 
 
-def _interview_held(rows: dict, data: ev.InterviewHeld, time: datetime) -> None:
-    row = _row(rows, "interviews", data.interview_id)
-    row[1:4] = data.household_id, data.worker_id, data.held_on
+def _erased(rows: dict, data: Data, time: datetime) -> None:
+    _row(rows, "households", data["household_id"])[10] = data["erased_on"]
+
+
+def _interview_held(rows: dict, data: Data, time: datetime) -> None:
+    row = _row(rows, "interviews", data["interview_id"])
+    row[1:4] = data["household_id"], data["worker_id"], data["held_on"]
     if row[4] is None:
         row[4] = False  # NOT NULL; `cancelled` merges with OR
 
 
-def _interview_cancelled(rows: dict, data: ev.InterviewCancelled, time: datetime) -> None:
-    row = _row(rows, "interviews", data.interview_id)
+def _interview_cancelled(rows: dict, data: Data, time: datetime) -> None:
+    row = _row(rows, "interviews", data["interview_id"])
     row[4] = True
     if row[1] is None:
-        row[1] = data.household_id
+        row[1] = data["household_id"]
 
 
-def _workshop(rows: dict, data: ev.WorkshopHeld, time: datetime) -> None:
-    rows["workshops"][data.workshop_id] = [
-        data.workshop_id, data.residence, data.territory, data.theme.value, data.held_on, data.participants]
+def _workshop(rows: dict, data: Data, time: datetime) -> None:
+    rows["workshops"][data["workshop_id"]] = [
+        data["workshop_id"], data["residence"], data["territory"], data["theme"].value, data["held_on"],
+        data["participants"]]
 
 
-def _rehousing(rows: dict, data: ev.RehousingConfirmed, time: datetime) -> None:
-    rows["rehousings"][data.rehousing_id] = [
-        data.rehousing_id, data.household_id, data.landlord, data.confirmed_on, data.youth, data.dalo_priority]
+def _rehousing(rows: dict, data: Data, time: datetime) -> None:
+    rows["rehousings"][data["rehousing_id"]] = [
+        data["rehousing_id"], data["household_id"], data["landlord"], data["confirmed_on"], data["youth"],
+        data["dalo_priority"]]
 
 
-def _escalated(rows: dict, data: ev.SituationEscalated, time: datetime) -> None:
-    _row(rows, "situations", data.situation_id)[1:3] = data.household_id, data.escalated_on
+def _escalated(rows: dict, data: Data, time: datetime) -> None:
+    _row(rows, "situations", data["situation_id"])[1:3] = data["household_id"], data["escalated_on"]
 
 
-def _resolved(rows: dict, data: ev.SituationResolved, time: datetime) -> None:
-    row = _row(rows, "situations", data.situation_id)
-    row[3] = data.resolved_on
+def _resolved(rows: dict, data: Data, time: datetime) -> None:
+    row = _row(rows, "situations", data["situation_id"])
+    row[3] = data["resolved_on"]
     if row[1] is None:
-        row[1] = data.household_id
+        row[1] = data["household_id"]
 
 
-def _meeting(rows: dict, data: ev.VeilleMeetingHeld, time: datetime) -> None:
-    rows["meetings"][data.meeting_id] = [data.meeting_id, data.held_on, data.territory]
-    for review in data.reviewed:
-        rows["reviews"][(data.meeting_id, review.situation_id)] = [
-            data.meeting_id, review.situation_id, review.decision.value]
+def _meeting(rows: dict, data: Data, time: datetime) -> None:
+    meeting = data["meeting_id"]
+    rows["meetings"][meeting] = [meeting, data["held_on"], data["territory"]]
+    for review in data["reviewed"]:
+        rows["reviews"][(meeting, review.situation_id)] = [meeting, review.situation_id, review.decision.value]
 
 
 # Each event type's fold merges its facts into `rows` (table -> entity key -> row).
-# Dispatch on the exact class: pydantic models' isinstance goes through ABCMeta, and this
-# runs for every event. A new event type must say here which facts it carries.
-FOLDS: dict[type[ev.EventData], Callable[[dict, Any, datetime], None]] = {
-    ev.HouseholdEnrolled: _enrolled,
-    ev.HouseholdReferentChanged: _referent_changed,
-    ev.HouseholdAccompanimentClosed: _closed,
-    ev.HouseholdPersonalDataErased: _erased,
-    ev.InterviewHeld: _interview_held,
-    ev.InterviewCancelled: _interview_cancelled,
-    ev.WorkshopHeld: _workshop,
-    ev.RehousingConfirmed: _rehousing,
-    ev.SituationEscalated: _escalated,
-    ev.SituationResolved: _resolved,
-    ev.VeilleMeetingHeld: _meeting,
+# A new event type must say here which facts it carries.
+FOLDS: dict[str, Callable[[dict, Data, datetime], None]] = {
+    ev.HouseholdEnrolled.type: _enrolled,
+    ev.HouseholdReferentChanged.type: _referent_changed,
+    ev.HouseholdAccompanimentClosed.type: _closed,
+    ev.HouseholdPersonalDataErased.type: _erased,
+    ev.InterviewHeld.type: _interview_held,
+    ev.InterviewCancelled.type: _interview_cancelled,
+    ev.WorkshopHeld.type: _workshop,
+    ev.RehousingConfirmed.type: _rehousing,
+    ev.SituationEscalated.type: _escalated,
+    ev.SituationResolved.type: _resolved,
+    ev.VeilleMeetingHeld.type: _meeting,
 }
 
 
@@ -260,8 +265,8 @@ class Projector:
                         if self.on_dead_letter:
                             self.on_dead_letter(tp.topic, error.kind)
                         continue
-                    last = envelope.time
-                    FOLDS[type(data)](rows, data, last)
+                    last = envelope["time"]
+                    FOLDS[envelope["type"]](rows, data, last)
             # Freshness: the time of the last event applied from each partition (the
             # newest of the topic's partitions wins, here and in SQL).
             if last is not None:

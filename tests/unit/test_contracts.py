@@ -13,6 +13,7 @@ from pydantic import TypeAdapter, ValidationError
 
 from alfi_contracts import EVENT_TYPES, EVENTS_BY_TYPE, ContractError, decode, encode, make_event
 from alfi_contracts import export
+from alfi_contracts.envelope import read
 from alfi_contracts.commands import COMMANDS, command_message_union
 from alfi_contracts.events import HouseholdEnrolled, InterviewHeld, SituationEscalated, VeilleMeetingHeld
 from alfi_contracts.topics import dead_letter_topic, events_topic
@@ -221,21 +222,73 @@ def test_worker_ids_and_slugs_are_never_free_text():
     assert pattern.match("sw-017") and not pattern.match("Jean Dupont")
 
 
+def read_or_error(reader, raw):  # noqa: ANN001, ANN201
+    try:
+        return reader(raw)
+    except ContractError as error:
+        return error.kind
+
+
+def decoded_as_read(raw):  # noqa: ANN001, ANN201
+    """What `read` must give: `decode`'s envelope attributes and data fields, as dicts."""
+    envelope, data = decode(raw)
+    return envelope.model_dump(exclude={"data"}, exclude_unset=True), dict(data)
+
+
 @pytest.mark.parametrize("path", stored_payloads(), ids=lambda p: p.stem)
 def test_fast_read_agrees_with_decode(path: Path):
-    from alfi_contracts.envelope import read
-
     raw = path.read_bytes()
-    envelope, data = read(raw)
-    plain, same = decode(raw)
-    assert same == data
-    assert (envelope.id, envelope.type, envelope.time, envelope.subject) == (plain.id, plain.type, plain.time, plain.subject)
-    assert isinstance(plain.data, dict)
+    assert read(raw) == decoded_as_read(raw)
+
+
+# Values that probe where JSON-mode validation (read's fast path) and Python-mode
+# validation (decode) could part ways: dates, numbers, booleans, ids, vocabularies.
+ODD_VALUES = [
+    None, True, False, 0, 1, 1.0, 1.5, -1, 1703980800, "", "0", "1", "true", "yes", "on", "null",
+    "2023-12-31", "2023-02-30", "2023-1-01", "1703980800", "2023-12-31T00:00:00", "２０２３-12-31",
+    "20231231", "sw-017", "SW-017", "bretagne", "Bretagne", "budget", "BUDGET", "office",
+    "7d1c3e4e-5f60-4a1b-9c2d-3e4f5a6b7c8d", "7D1C3E4E-5F60-4A1B-9C2D-3E4F5A6B7C8D",
+    "7d1c3e4e5f604a1b9c2d3e4f5a6b7c8d", "urn:uuid:7d1c3e4e-5f60-4a1b-9c2d-3e4f5a6b7c8d",
+    "2023-05-01T10:00:00Z", "2023-05-01T10:00:00", "2023-05-01", 1682935200,
+    [], ["budget"], ["budget", "budget"], ["budget", "rights"], {}, {"situation_id": "x"},
+]
+
+
+def variants(body: dict) -> list[dict]:
+    """The body with, in turn, each envelope attribute and data field set to each odd
+    value, then removed, then an unexpected one added."""
+    out = []
+    for in_data in (False, True):
+        for name in sorted(body["data"] if in_data else body):
+            for value in [*ODD_VALUES, "<delete>"]:
+                changed = json.loads(json.dumps(body))
+                target = changed["data"] if in_data else changed
+                if value == "<delete>":
+                    del target[name]
+                else:
+                    target[name] = value
+                out.append(changed)
+        for value in ODD_VALUES:
+            changed = json.loads(json.dumps(body))
+            (changed["data"] if in_data else changed)["unexpected"] = value
+            out.append(changed)
+    return out
+
+
+@pytest.mark.parametrize("path", stored_payloads(), ids=lambda p: p.stem)
+def test_fast_read_accepts_only_what_decode_accepts_and_reads_it_the_same(path: Path):
+    disagreements, accepted = [], 0
+    for body in variants(json.loads(path.read_bytes())):
+        raw = json.dumps(body).encode()
+        expected = read_or_error(decoded_as_read, raw)
+        accepted += not isinstance(expected, str)
+        if read_or_error(read, raw) != expected:
+            disagreements.append(body)
+    assert accepted  # the variants include valid events, not only refused ones
+    assert disagreements == []
 
 
 def test_fast_read_refuses_what_decode_refuses():
-    from alfi_contracts.envelope import read
-
     body = body_of("household.enrolled.v1.json")
     body["data"]["adults"] = 0
     with pytest.raises(ContractError) as caught:
