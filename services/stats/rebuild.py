@@ -2,9 +2,10 @@
 
     python -m services.stats.rebuild        (DATABASE_URL, KAFKA_BOOTSTRAP_SERVERS)
 
-Fills the next generation schema (`stats_g<N+1>`, recreated empty) with its own consumer
-group from the beginning of the three topics. When its positions reach the topics' end
-offsets it stops and, in one transaction, points `stats.generation` at the new schema.
+Fills the next generation schema (`stats_g<N+1>`, recreated empty, its secondary indexes
+deferred) with its own consumer group from the beginning of the three topics. When its
+positions reach the topics' end offsets it stops, creates the deferred indexes and, in one
+transaction, points `stats.generation` at the new schema.
 Until then the reports API and the live projector keep using the old generation; after
 it, the live projector continues from the new generation's positions. The generation
 before the old one is dropped.
@@ -42,6 +43,7 @@ async def rebuild(settings: ServiceSettings, progress=None) -> dict:  # noqa: AN
                 "SELECT coalesce(max(substring(nspname from 'stats_g([0-9]+)')::int), 0)"
                 " FROM pg_namespace WHERE nspname ~ '^stats_g[0-9]+$'")) + 1
             await generations.prepare(conn, target, fresh=True)
+            deferred = await generations.defer_secondary_indexes(conn, target)
         projection = Projector(generations.BASE)
         consumer = TransactionalConsumer(
             pool, generations.PROJECTOR, EVENT_TOPICS, settings.kafka_bootstrap_servers,
@@ -62,9 +64,12 @@ async def rebuild(settings: ServiceSettings, progress=None) -> dict:  # noqa: AN
         finally:
             task.cancel()
             await asyncio.gather(task, return_exceptions=True)
+        async with pool.acquire() as conn:
+            for definition in deferred:  # before the switch: readers never see it without them
+                await conn.execute(definition)
+            async with conn.transaction():
+                await generations.switch(conn, target)
         elapsed = time.perf_counter() - started
-        async with pool.acquire() as conn, conn.transaction():
-            await generations.switch(conn, target)
         async with pool.acquire() as conn:
             await conn.execute(f'DROP SCHEMA IF EXISTS "{generations.schema_of(old - 1)}" CASCADE')
         return {"generation": target, "previous": old, "events": consumer.applied, "seconds": elapsed,

@@ -176,6 +176,7 @@ async def test_poison_events_go_to_the_dead_letter_topic_and_the_stream_goes_on(
 
 
 async def test_rebuild_from_offset_zero_equals_the_live_projection(platform):
+    from services.stats.generations import schema_of
     from services.stats.rebuild import rebuild
 
     y = 2006
@@ -191,6 +192,10 @@ async def test_rebuild_from_offset_zero_equals_the_live_projection(platform):
     result = await rebuild(runtime.settings)
     assert result["generation"] == before + 1 and result["events"] > 0
     assert [await report(platform, year) for year in years] == live  # the API reads the new generation
+    async with runtime.pool.acquire() as conn:  # indexes deferred during the fill exist after the switch
+        indexes = [{r["indexname"] for r in await conn.fetch(
+            "SELECT indexname FROM pg_indexes WHERE schemaname = $1", schema_of(g))} for g in (before, before + 1)]
+    assert indexes[1] == indexes[0] and "interviews_held_on" in indexes[1]
     status = await platform.stats.get("/v1/projections/status", headers=platform.auth("reports:read"))
     assert status.json()["generation"] == before + 1
     # The live projector follows the switch and keeps applying new events.
