@@ -105,7 +105,7 @@ _ISO_DATE_MESSAGE = "must be an ISO date YYYY-MM-DD"
 
 def _iso_date(value: object) -> object:
     # pydantic's lax date also takes timestamps and other shapes; the contract is ISO only.
-    # A shape check without a regex: this runs for every date of every event read.
+    # Python input only (HTTP bodies, models built in code); JSON: `_IsoDateInJson`.
     if isinstance(value, str) and not (
         len(value) == 10 and value[4] == "-" and value[7] == "-"
         and value[:4].isdigit() and value[5:7].isdigit() and value[8:].isdigit() and value.isascii()

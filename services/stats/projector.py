@@ -94,9 +94,25 @@ def _row(rows: dict[str, dict[Any, list]], table: str, key: Any) -> list:  # noq
     return row
 
 
+def _at(table: str, first: str, last: str | None = None) -> Any:  # noqa: ANN401
+    """Where columns sit in a table's rows (UPSERTS' order): one index, or first..last."""
+    columns = UPSERTS[table][0]
+    return columns.index(first) if last is None else slice(columns.index(first), columns.index(last) + 1)
+
+
+_ATTRIBUTES = _at("households", "programme", "dalo_priority")
+_REFERENT = _at("households", "referent_worker_id", "referent_at")
+_SINCE, _SINCE_AT = _at("households", "referent_since"), _at("households", "referent_at")
+_CLOSED, _ERASED = _at("households", "closed_on"), _at("households", "erased_on")
+_HELD = _at("interviews", "household_id", "held_on")
+_INTERVIEW_HOUSEHOLD, _CANCELLED = _at("interviews", "household_id"), _at("interviews", "cancelled")
+_ESCALATION = _at("situations", "household_id", "escalated_on")
+_SITUATION_HOUSEHOLD, _RESOLVED = _at("situations", "household_id"), _at("situations", "resolved_on")
+
+
 def _referent(row: list, worker: str, since: Any, at: datetime) -> None:  # noqa: ANN401
-    if row[7] is None or (since, at) > (row[7], row[8]):
-        row[6:9] = worker, since, at
+    if row[_SINCE] is None or (since, at) > (row[_SINCE], row[_SINCE_AT]):
+        row[_REFERENT] = worker, since, at
 
 
 Data = dict[str, Any]  # an event's fields, as `read` gives them
@@ -104,7 +120,7 @@ Data = dict[str, Any]  # an event's fields, as `read` gives them
 
 def _enrolled(rows: dict, data: Data, time: datetime) -> None:
     row = _row(rows, "households", data["household_id"])
-    row[1:6] = (data["programme"].value, data["territory"], data["enrolled_on"], data["youth"],
+    row[_ATTRIBUTES] = (data["programme"].value, data["territory"], data["enrolled_on"], data["youth"],
                 data["dalo_priority"])
     _referent(row, data["referent_worker_id"], data["enrolled_on"], time)
 
@@ -114,25 +130,25 @@ def _referent_changed(rows: dict, data: Data, time: datetime) -> None:
 
 
 def _closed(rows: dict, data: Data, time: datetime) -> None:
-    _row(rows, "households", data["household_id"])[9] = data["closed_on"]
+    _row(rows, "households", data["household_id"])[_CLOSED] = data["closed_on"]
 
 
 def _erased(rows: dict, data: Data, time: datetime) -> None:
-    _row(rows, "households", data["household_id"])[10] = data["erased_on"]
+    _row(rows, "households", data["household_id"])[_ERASED] = data["erased_on"]
 
 
 def _interview_held(rows: dict, data: Data, time: datetime) -> None:
     row = _row(rows, "interviews", data["interview_id"])
-    row[1:4] = data["household_id"], data["worker_id"], data["held_on"]
-    if row[4] is None:
-        row[4] = False  # NOT NULL; `cancelled` merges with OR
+    row[_HELD] = data["household_id"], data["worker_id"], data["held_on"]
+    if row[_CANCELLED] is None:
+        row[_CANCELLED] = False  # NOT NULL; `cancelled` merges with OR
 
 
 def _interview_cancelled(rows: dict, data: Data, time: datetime) -> None:
     row = _row(rows, "interviews", data["interview_id"])
-    row[4] = True
-    if row[1] is None:
-        row[1] = data["household_id"]
+    row[_CANCELLED] = True
+    if row[_INTERVIEW_HOUSEHOLD] is None:
+        row[_INTERVIEW_HOUSEHOLD] = data["household_id"]
 
 
 def _workshop(rows: dict, data: Data, time: datetime) -> None:
@@ -148,14 +164,14 @@ def _rehousing(rows: dict, data: Data, time: datetime) -> None:
 
 
 def _escalated(rows: dict, data: Data, time: datetime) -> None:
-    _row(rows, "situations", data["situation_id"])[1:3] = data["household_id"], data["escalated_on"]
+    _row(rows, "situations", data["situation_id"])[_ESCALATION] = data["household_id"], data["escalated_on"]
 
 
 def _resolved(rows: dict, data: Data, time: datetime) -> None:
     row = _row(rows, "situations", data["situation_id"])
-    row[3] = data["resolved_on"]
-    if row[1] is None:
-        row[1] = data["household_id"]
+    row[_RESOLVED] = data["resolved_on"]
+    if row[_SITUATION_HOUSEHOLD] is None:
+        row[_SITUATION_HOUSEHOLD] = data["household_id"]
 
 
 def _meeting(rows: dict, data: Data, time: datetime) -> None:
