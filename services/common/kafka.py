@@ -1,29 +1,97 @@
-"""The Kafka side every service shares: the FastStream broker factory and topic setup.
+"""The Kafka side every service shares: how to connect, the FastStream broker factory,
+topic setup.
 
 aiokafka's defaults are acks=1 and no idempotence (NOTES.md); every producer of the
 platform publishes with acks=all and the idempotent producer, set here once.
+
+Topics are created with the platform's layout and kept so: event and dead-letter topics
+keep every record (`retention.ms=-1`: a rebuild or a new replica reads the whole
+history), command topics keep what upstream sent for `command_retention_ms`; replication
+factor and `min.insync.replicas` come from settings. An existing topic whose retention or
+min.insync.replicas differ is altered to the platform's values.
 """
 
 from __future__ import annotations
 
 import asyncio
 from collections.abc import Iterable, Sequence
+from dataclasses import dataclass, field
 from typing import Any
+
+import structlog
 
 from aiokafka import AIOKafkaConsumer, TopicPartition
 from aiokafka.structs import ConsumerRecord
 from aiokafka.admin import AIOKafkaAdminClient, NewTopic
+from aiokafka.admin.config_resource import ConfigResource, ConfigResourceType
 from aiokafka.errors import TopicAlreadyExistsError
+from aiokafka.helpers import create_ssl_context
 from faststream.kafka import KafkaBroker
+from faststream.security import BaseSecurity, SASLPlaintext, SASLScram256, SASLScram512
 
 from alfi_contracts.topics import PARTITIONS
 
+KEEP_FOREVER = "-1"
+
+log = structlog.get_logger("alfi.kafka")
+
+
+@dataclass(frozen=True)
+class KafkaConnection:
+    """Where Kafka is and how to talk to it (ALFI_KAFKA_* settings); a plain bootstrap
+    string stands for a local PLAINTEXT broker with single-replica topics."""
+
+    bootstrap_servers: str
+    security_protocol: str = "PLAINTEXT"
+    sasl_mechanism: str | None = None
+    sasl_username: str | None = None
+    sasl_password: str | None = field(default=None, repr=False)
+    ssl_cafile: str | None = None
+    replication_factor: int = 1
+    min_insync_replicas: int = 1
+    command_retention_ms: int = 14 * 24 * 3600 * 1000
+
+    def client_options(self) -> dict[str, Any]:
+        """Keyword arguments for any aiokafka client (consumer, producer, admin)."""
+        options: dict[str, Any] = {"bootstrap_servers": self.bootstrap_servers,
+                                   "security_protocol": self.security_protocol}
+        if "SSL" in self.security_protocol:
+            options["ssl_context"] = create_ssl_context(cafile=self.ssl_cafile)
+        if self.security_protocol.startswith("SASL"):
+            options.update(sasl_mechanism=self.sasl_mechanism or "PLAIN",
+                           sasl_plain_username=self.sasl_username, sasl_plain_password=self.sasl_password)
+        return options
+
+    def faststream_security(self) -> BaseSecurity | None:
+        if self.security_protocol == "PLAINTEXT":
+            return None
+        ssl = create_ssl_context(cafile=self.ssl_cafile) if "SSL" in self.security_protocol else None
+        if not self.security_protocol.startswith("SASL"):
+            return BaseSecurity(ssl_context=ssl, use_ssl=True)
+        kind = {"SCRAM-SHA-256": SASLScram256, "SCRAM-SHA-512": SASLScram512}.get(
+            self.sasl_mechanism or "PLAIN", SASLPlaintext)
+        return kind(self.sasl_username or "", self.sasl_password or "", ssl_context=ssl,
+                    use_ssl="SSL" in self.security_protocol)
+
+    def topic_config(self, topic: str) -> dict[str, str]:
+        retention = str(self.command_retention_ms) if topic.endswith(".commands") else KEEP_FOREVER
+        return {"retention.ms": retention, "min.insync.replicas": str(self.min_insync_replicas)}
+
+
+Kafka = KafkaConnection | str
+
+
+def connection(kafka: Kafka) -> KafkaConnection:
+    return kafka if isinstance(kafka, KafkaConnection) else KafkaConnection(kafka)
+
 
 def make_broker(
-    bootstrap_servers: str, client_id: str, *, middlewares: Sequence[Any] = (), **options: Any
+    kafka: Kafka, client_id: str, *, middlewares: Sequence[Any] = (), **options: Any
 ) -> KafkaBroker:
+    kafka = connection(kafka)
     return KafkaBroker(
-        bootstrap_servers,
+        kafka.bootstrap_servers,
+        security=kafka.faststream_security(),
         client_id=client_id,
         acks="all",
         enable_idempotence=True,
@@ -32,28 +100,26 @@ def make_broker(
     )
 
 
-async def ensure_topics(
-    bootstrap_servers: str,
-    topics: Iterable[str],
-    partitions: int = PARTITIONS,
-    replication_factor: int = 1,
-) -> list[str]:
-    """Create the topics that do not exist yet and wait until all have partition leaders
-    (a consumer that subscribes before a topic is visible would not see it until its next
+async def ensure_topics(kafka: Kafka, topics: Iterable[str], partitions: int = PARTITIONS) -> list[str]:
+    """Create the topics that do not exist yet, with the platform's configuration, align
+    the configuration of those that do, and wait until all have partition leaders (a
+    consumer that subscribes before a topic is visible would not see it until its next
     metadata refresh). Return those this call created."""
+    kafka = connection(kafka)
     wanted = list(dict.fromkeys(topics))
-    admin = AIOKafkaAdminClient(bootstrap_servers=bootstrap_servers, client_id="alfi-admin")
+    admin = AIOKafkaAdminClient(**kafka.client_options(), client_id="alfi-admin")
     await admin.start()
     try:
         existing = set(await admin.list_topics())
         missing = [t for t in wanted if t not in existing]
         for topic in missing:  # one by one: a topic another service created meanwhile is fine
             try:
-                await admin.create_topics(
-                    [NewTopic(topic, num_partitions=partitions, replication_factor=replication_factor)]
-                )
+                await admin.create_topics([NewTopic(
+                    topic, num_partitions=partitions, replication_factor=kafka.replication_factor,
+                    topic_configs=kafka.topic_config(topic))])
             except TopicAlreadyExistsError:
                 pass
+        await _align_configs(admin, kafka, [t for t in wanted if t in existing])
         for _ in range(100):
             described = await admin.describe_topics(wanted)
             if all(d["error_code"] == 0 and d["partitions"] and all(p["leader"] >= 0 for p in d["partitions"])
@@ -65,9 +131,34 @@ async def ensure_topics(
         await admin.close()
 
 
-async def partitions_of(bootstrap_servers: str, topics: Iterable[str]) -> list[TopicPartition]:
+async def topic_configs(admin: AIOKafkaAdminClient, topics: list[str]) -> dict[str, dict[str, str]]:
+    """The effective configuration of each topic (its own or the broker's default)."""
+    if not topics:
+        return {}
+    answers = await admin.describe_configs([ConfigResource(ConfigResourceType.TOPIC, t) for t in topics])
+    configs: dict[str, dict[str, str]] = {}
+    for answer in answers:
+        for resource in answer.resources:
+            error_code, _, _, name, entries = resource[:5]
+            if error_code == 0:
+                configs[name] = {entry[0]: entry[1] for entry in entries}
+    return configs
+
+
+async def _align_configs(admin: AIOKafkaAdminClient, kafka: KafkaConnection, topics: list[str]) -> None:
+    """Give existing topics the platform's retention and min.insync.replicas (a topic made
+    before retention was set, or by the broker's auto-creation, kept 7 days only)."""
+    for topic, current in (await topic_configs(admin, topics)).items():
+        wanted = kafka.topic_config(topic)
+        if any(current.get(key) != value for key, value in wanted.items()):
+            # AlterConfigs replaces the topic's whole dynamic configuration: give all of ours.
+            await admin.alter_configs([ConfigResource(ConfigResourceType.TOPIC, topic, configs=wanted)])
+            log.info("topic_config_aligned", topic=topic, **{k.replace(".", "_"): v for k, v in wanted.items()})
+
+
+async def partitions_of(kafka: Kafka, topics: Iterable[str]) -> list[TopicPartition]:
     """Every partition of the existing `topics` (for consumers that assign themselves)."""
-    admin = AIOKafkaAdminClient(bootstrap_servers=bootstrap_servers, client_id="alfi-admin")
+    admin = AIOKafkaAdminClient(**connection(kafka).client_options(), client_id="alfi-admin")
     await admin.start()
     try:
         described = await admin.describe_topics(list(topics))
@@ -77,13 +168,13 @@ async def partitions_of(bootstrap_servers: str, topics: Iterable[str]) -> list[T
             for p in d["partitions"]]
 
 
-async def read_to_end(bootstrap_servers: str, topics: Iterable[str]) -> list[ConsumerRecord]:
+async def read_to_end(kafka: Kafka, topics: Iterable[str]) -> list[ConsumerRecord]:
     """Every record now on `topics`, from the beginning to the end offsets read at start,
     without a consumer group (tools and tests; never for a consumer that must commit)."""
-    tps = await partitions_of(bootstrap_servers, topics)
+    tps = await partitions_of(kafka, topics)
     if not tps:
         return []
-    consumer = AIOKafkaConsumer(bootstrap_servers=bootstrap_servers, enable_auto_commit=False)
+    consumer = AIOKafkaConsumer(**connection(kafka).client_options(), enable_auto_commit=False)
     await consumer.start()
     try:
         consumer.assign(tps)

@@ -48,6 +48,34 @@ PROJECTION_LAST_EVENT = Gauge(
 DEAD_LETTERS = Counter(
     "alfi_dead_letters_total", "Messages sent to a dead-letter topic, by source topic and kind.",
     ["topic", "kind"])
+CONSUMER_RUNNING = Gauge(
+    "alfi_consumer_running", "1 while a consumer is running or waiting for a dependency, 0 while it is"
+    " restarting after a failure.", ["consumer"], multiprocess_mode="livemin")
+CONSUMER_RESTARTS = Counter(
+    "alfi_consumer_restarts_total", "Consumer tasks that failed and were restarted, by exception class.",
+    ["consumer", "reason"])
+CONSUMER_POSITION = Gauge(
+    "alfi_consumer_position_offset", "The next offset a consumer will apply (its stored position).",
+    ["consumer", "topic", "partition"], multiprocess_mode="max")
+CONSUMER_GAP = Gauge(
+    "alfi_consumer_partition_gap_messages", "Records a consumer cannot read on a partition it stopped"
+    " (position below the log start, or above the end after a topic was recreated); 0 when none.",
+    ["consumer", "topic", "partition"], multiprocess_mode="max")
+CONSUMER_RETRIES = Counter(
+    "alfi_consumer_retries_total", "Records deferred for a later attempt (e.g. a command whose household"
+    " is not replicated yet), by reason.", ["consumer", "reason"])
+BROKER_UP = Gauge(
+    "alfi_kafka_broker_up", "1 when the service's last metadata request to Kafka answered, else 0.",
+    ["service"], multiprocess_mode="livemin")
+DATABASE_UP = Gauge(
+    "alfi_database_up", "1 when the service's last check of PostgreSQL answered, else 0.",
+    ["service"], multiprocess_mode="livemin")
+OUTBOX_REFUSED = Counter(
+    "alfi_outbox_refused_events_total", "Outbox rows the broker refused for good (too large, invalid),"
+    " set aside as dead letters so the rows behind them go on.", ["service", "kind"])
+OUTBOX_SET_ASIDE = Gauge(
+    "alfi_outbox_set_aside_events", "Outbox rows set aside because the broker refused them.", ["service"],
+    multiprocess_mode="max")
 REBUILD_APPLIED = Gauge(
     "alfi_rebuild_applied_events", "Events applied by the running projection rebuild.",
     multiprocess_mode="max")

@@ -8,8 +8,10 @@ from __future__ import annotations
 
 from typing import Literal
 
-from pydantic import AliasChoices, Field
+from pydantic import AliasChoices, Field, SecretStr
 from pydantic_settings import BaseSettings, SettingsConfigDict
+
+from .kafka import KafkaConnection
 
 
 class ServiceSettings(BaseSettings):
@@ -23,6 +25,23 @@ class ServiceSettings(BaseSettings):
         "127.0.0.1:9092",
         validation_alias=AliasChoices("ALFI_KAFKA_BOOTSTRAP_SERVERS", "KAFKA_BOOTSTRAP_SERVERS"),
     )
+    # How every Kafka client connects (services.common.kafka.KafkaConnection): security
+    # (PLAINTEXT, SASL_PLAINTEXT, SASL_SSL, SSL; SASL mechanism PLAIN or SCRAM-SHA-256/512)
+    # and how the platform's topics are created (replication, min.insync.replicas).
+    kafka_security_protocol: Literal["PLAINTEXT", "SSL", "SASL_PLAINTEXT", "SASL_SSL"] = "PLAINTEXT"
+    kafka_sasl_mechanism: Literal["PLAIN", "SCRAM-SHA-256", "SCRAM-SHA-512"] | None = None
+    kafka_sasl_username: str | None = None
+    kafka_sasl_password: SecretStr | None = None
+    kafka_ssl_cafile: str | None = None
+    kafka_replication_factor: int = Field(1, ge=1)
+    kafka_min_insync_replicas: int = Field(1, ge=1)
+    # Command topics carry what upstream systems sent (personal data in clear): kept long
+    # enough to be consumed after an outage, not forever. Event topics keep everything.
+    kafka_command_retention_ms: int = Field(14 * 24 * 3600 * 1000, ge=3600 * 1000)
+    # A Kafka command whose household is not replicated yet is retried this many times,
+    # with exponential backoff from `command_retry_base_seconds`, before its dead letter.
+    command_retry_attempts: int = Field(6, ge=1)
+    command_retry_base_seconds: float = Field(0.5, gt=0)
     http_host: str = "127.0.0.1"
     http_port: int = 8000
     # Worker processes for the HTTP API. With more than one, each runs its own relay
@@ -33,6 +52,20 @@ class ServiceSettings(BaseSettings):
     db_pool_max: int = 10
     log_level: str = "INFO"
     log_format: Literal["auto", "json", "console"] = "auto"
+
+    @property
+    def kafka(self) -> KafkaConnection:
+        return KafkaConnection(
+            bootstrap_servers=self.kafka_bootstrap_servers,
+            security_protocol=self.kafka_security_protocol,
+            sasl_mechanism=self.kafka_sasl_mechanism,
+            sasl_username=self.kafka_sasl_username,
+            sasl_password=self.kafka_sasl_password.get_secret_value() if self.kafka_sasl_password else None,
+            ssl_cafile=self.kafka_ssl_cafile,
+            replication_factor=self.kafka_replication_factor,
+            min_insync_replicas=self.kafka_min_insync_replicas,
+            command_retention_ms=self.kafka_command_retention_ms,
+        )
 
     @classmethod
     def for_service(cls, service: str, default_port: int) -> ServiceSettings:
