@@ -20,7 +20,9 @@ from .upcasting import UnknownVersion, upcast
 
 CONTENT_TYPE = "application/cloudevents+json"
 DATASCHEMA_PREFIX = "urn:alfi:schema:"
-_DATASCHEMA = re.compile(r"^urn:alfi:schema:(?P<type>[a-z_]+\.[a-z_]+):v(?P<version>[0-9]+)$")
+# A version is at most 6 digits: a longer one is refused as invalid, not converted (an int
+# of 5,000 digits raises ValueError past Python's 4,300-digit limit).
+_DATASCHEMA = re.compile(r"^urn:alfi:schema:(?P<type>[a-z_]+\.[a-z_]+):v(?P<version>[0-9]{1,6})$")
 
 Token = Annotated[str, StringConstraints(pattern=r"^[A-Za-z0-9._:-]{1,128}$")]
 
@@ -151,7 +153,8 @@ def decode(raw: bytes | str | dict[str, Any]) -> tuple[CloudEvent, EventData]:
     """Read an event of any known version; its data comes back at the current version."""
     try:
         body = raw if isinstance(raw, dict) else json.loads(raw)
-    except (ValueError, UnicodeDecodeError) as error:
+    except (ValueError, UnicodeDecodeError, RecursionError) as error:
+        # RecursionError: JSON nested deeper than the parser's stack (`[` * 5000).
         raise ContractError("undecodable", f"not JSON: {type(error).__name__}") from None
     if not isinstance(body, dict):
         raise ContractError("undecodable", "a CloudEvent is a JSON object")

@@ -24,15 +24,13 @@ from pydantic import BaseModel, TypeAdapter, ValidationError
 
 from alfi_contracts import EventData, command_message_union
 from alfi_contracts.envelope import describe
-from alfi_contracts.topics import (
-    DLQ_ERROR_DETAIL, DLQ_ERROR_KIND, DLQ_SOURCE_OFFSET, DLQ_SOURCE_PARTITION, DLQ_SOURCE_TOPIC,
-    dead_letter_topic, events_topic,
-)
+from alfi_contracts.topics import events_topic
 
-from .consumer import Batches
-from .errors import Conflict, NotFound, Rejected
-from .metrics import COMMANDS, DEAD_LETTERS
-from .outbox import OutboxMessage, emit, enqueue
+from .consumer import Batches, Deferral, Deferrals
+from .deadletters import write_dead_letter
+from .errors import Conflict, NotFound, NotYetKnown, Rejected
+from .metrics import COMMANDS
+from .outbox import emit
 
 log = structlog.get_logger("alfi.commands")
 
@@ -80,10 +78,12 @@ def fingerprint(command: BaseModel) -> str:
 
 
 class CommandBus:
-    def __init__(self, service: str, schema: str, handlers: dict[str, Handler]) -> None:
+    def __init__(self, service: str, schema: str, handlers: dict[str, Handler],
+                 retry: RetryPolicy | None = None) -> None:
         self.service = service
         self.schema = schema
         self.handlers = handlers
+        self.retry = retry or RetryPolicy()
         self.messages = TypeAdapter(command_message_union(service)) if handlers else None
 
     async def execute(self, pool: asyncpg.Pool, name: str, command: BaseModel, context: Context) -> Outcome:
@@ -93,7 +93,12 @@ class CommandBus:
     async def run(self, conn: asyncpg.Connection, name: str, command: BaseModel, context: Context) -> Outcome:
         unit = Unit(conn, self.schema, self.service, context)
         try:
-            outcome = await self.handlers[name](unit, command)
+            try:
+                outcome = await self.handlers[name](unit, command)
+            except asyncpg.UniqueViolationError as error:
+                # Two requests raced past the handler's checks (a rehousing of the same
+                # household posted twice at once): the loser is told, like any conflict.
+                raise Conflict(f"A concurrent request already recorded this ({error.constraint_name}).") from None
         except Rejected as error:
             COMMANDS.labels(self.service, name, "rejected", error.kind).inc()
             log.info("command_rejected", command=name, kind=error.kind, status=error.status,
@@ -106,45 +111,76 @@ class CommandBus:
                  correlationid=context.correlation_id, causationid=context.causation_id)
         return outcome
 
-    async def handle_kafka_batch(self, conn: asyncpg.Connection, batches: Batches) -> None:
-        for tp, record in ((tp, r) for tp, records in batches.items() for r in records):
-            try:
-                async with conn.transaction():  # a savepoint per command
-                    message = self.messages.validate_json(record.value or b"")
-                    headers = {k: v.decode(errors="replace") for k, v in record.headers or ()}
-                    correlation = headers.get("correlationid") or str(uuid.uuid4())
-                    causation = f"{tp.topic}:{tp.partition}:{record.offset}"
-                    await self.run(conn, message.command, message.data, Context(correlation, causation))
-            except ValidationError as error:
-                COMMANDS.labels(self.service, "unreadable", "rejected", "invalid").inc()
-                await self.dead_letter(conn, tp, record, "invalid", describe(error))
-            except Rejected as error:
-                await self.dead_letter(conn, tp, record, error.kind, error.detail)
+    async def handle_kafka_batch(self, conn: asyncpg.Connection, batches: Batches) -> Deferrals:
+        """Each command in a savepoint of the poll's transaction. A command whose household
+        is not replicated yet defers its partition (the replica is usually a moment
+        behind) until `retry.attempts` tries have failed; then, like any refused or
+        unreadable command, it goes to the dead-letter topic."""
+        deferrals: Deferrals = {}
+        for tp, records in batches.items():
+            for record in records:
+                try:
+                    async with conn.transaction():  # a savepoint per command
+                        message = self.messages.validate_json(record.value or b"")
+                        correlation = _header(record, "correlationid") or str(uuid.uuid4())
+                        causation = f"{tp.topic}:{tp.partition}:{record.offset}"
+                        await self.run(conn, message.command, message.data, Context(correlation, causation))
+                except ValidationError as error:
+                    COMMANDS.labels(self.service, "unreadable", "rejected", "invalid").inc()
+                    await self.dead_letter(conn, tp, record, "invalid", describe(error))
+                except NotYetKnown as error:
+                    deferral = self.retry.defer(tp, record.offset, error.kind)
+                    if deferral is not None:
+                        deferrals[tp] = deferral
+                        break  # the partition's later commands wait behind this one, in order
+                    await self.dead_letter(conn, tp, record, error.kind, error.detail)
+                except Rejected as error:
+                    await self.dead_letter(conn, tp, record, error.kind, error.detail)
+                else:
+                    self.retry.forget(tp, record.offset)
+        return deferrals
 
     async def dead_letter(
         self, conn: asyncpg.Connection, tp: TopicPartition, record: ConsumerRecord, kind: str, detail: str
     ) -> None:
+        self.retry.forget(tp, record.offset)
         log.warning("command_dead_lettered", topic=tp.topic, partition=tp.partition,
                     offset=record.offset, kind=kind)
-        await enqueue(conn, self.schema, [dead_letter(tp, record, kind, detail)])
+        await write_dead_letter(conn, self.schema, tp, record, kind, detail)
 
 
-def dead_letter(tp: TopicPartition, record: ConsumerRecord, kind: str, detail: str) -> OutboxMessage:
-    """The message as it came, to `<topic>.dlq`, with why and where from in headers."""
-    DEAD_LETTERS.labels(tp.topic, kind).inc()
-    return OutboxMessage(
-        event_id=uuid.uuid5(uuid.NAMESPACE_URL, f"dlq:{tp.topic}:{tp.partition}:{record.offset}"),
-        topic=dead_letter_topic(tp.topic),
-        key=record.key or b"",
-        payload=record.value or b"",
-        headers={
-            DLQ_ERROR_KIND: kind,
-            DLQ_ERROR_DETAIL: detail[:1000],
-            DLQ_SOURCE_TOPIC: tp.topic,
-            DLQ_SOURCE_PARTITION: str(tp.partition),
-            DLQ_SOURCE_OFFSET: str(record.offset),
-        },
-    )
+class RetryPolicy:
+    """How often a deferred record is tried again: exponential backoff from `base`
+    seconds, `attempts` tries in all (counted per record, in memory: a restart starts
+    the count again, which only delays the dead letter)."""
+
+    def __init__(self, attempts: int = 6, base: float = 0.5) -> None:
+        self.attempts = attempts
+        self.base = base
+        self.tried: dict[tuple[str, int, int], int] = {}
+
+    def defer(self, tp: TopicPartition, offset: int, reason: str) -> Deferral | None:
+        key = (tp.topic, tp.partition, offset)
+        tried = self.tried[key] = self.tried.get(key, 0) + 1
+        if tried >= self.attempts:
+            self.tried.pop(key, None)
+            return None
+        return Deferral(offset, self.base * 2 ** (tried - 1), reason)
+
+    def forget(self, tp: TopicPartition, offset: int) -> None:
+        if self.tried:
+            self.tried.pop((tp.topic, tp.partition, offset), None)
+
+
+def _header(record: ConsumerRecord, name: str) -> str | None:
+    """A header's text; absent, null-valued or not UTF-8 headers read as absent."""
+    for key, value in record.headers or ():
+        if key == name and value:
+            try:
+                return value.decode()
+            except UnicodeDecodeError:
+                return None
+    return None
 
 
 async def insert_once(

@@ -1,4 +1,5 @@
-"""List dead letters with their errors, and re-drive chosen ones to their source topic.
+"""Dead letters: how a consumer writes one, and the operator's tool to list them with their
+errors and re-drive chosen ones to their source topic.
 
     python -m services.common.deadletters list [--topic alfi.intake.commands.dlq]
     python -m services.common.deadletters redrive --topic alfi.casework.commands.dlq --offset 0:12 [...]
@@ -15,16 +16,58 @@ import argparse
 import asyncio
 import os
 import sys
+import uuid
 from dataclasses import dataclass
 
-from aiokafka import AIOKafkaProducer
+import asyncpg
+from aiokafka import AIOKafkaProducer, TopicPartition
 from aiokafka.admin import AIOKafkaAdminClient
+from aiokafka.structs import ConsumerRecord
 
-from alfi_contracts.topics import DLQ_ERROR_DETAIL, DLQ_ERROR_KIND, DLQ_SOURCE_TOPIC
+from alfi_contracts.topics import (
+    DLQ_ERROR_DETAIL, DLQ_ERROR_KIND, DLQ_SOURCE_OFFSET, DLQ_SOURCE_PARTITION, DLQ_SOURCE_TOPIC,
+    dead_letter_topic,
+)
 
 from .kafka import read_to_end
+from .metrics import DEAD_LETTERS
+from .outbox import OutboxMessage, enqueue
 
 REDRIVEN_FROM = "alfi-redriven-from"
+
+
+def dead_letter(tp: TopicPartition, record: ConsumerRecord, kind: str, detail: str) -> OutboxMessage:
+    """The message as it came, to `<topic>.dlq`, with why and where from in headers."""
+    DEAD_LETTERS.labels(tp.topic, kind).inc()
+    return OutboxMessage(
+        event_id=uuid.uuid5(uuid.NAMESPACE_URL, f"dlq:{tp.topic}:{tp.partition}:{record.offset}"),
+        topic=dead_letter_topic(tp.topic),
+        key=record.key or b"",
+        payload=record.value or b"",
+        headers={
+            DLQ_ERROR_KIND: kind,
+            DLQ_ERROR_DETAIL: detail[:1000],
+            DLQ_SOURCE_TOPIC: tp.topic,
+            DLQ_SOURCE_PARTITION: str(tp.partition),
+            DLQ_SOURCE_OFFSET: str(record.offset),
+        },
+    )
+
+
+async def write_dead_letter(
+    conn: asyncpg.Connection, schema: str, tp: TopicPartition, record: ConsumerRecord, kind: str, detail: str
+) -> None:
+    """Record a dead letter in `schema`'s outbox, in the caller's transaction (with the
+    position that moves past the record: neither lost nor sent twice)."""
+    await enqueue(conn, schema, [dead_letter(tp, record, kind, detail)])
+
+
+def dead_letter_writer(schema: str):  # noqa: ANN201 - a DeadLetterWriter for a consumer
+    async def write(conn: asyncpg.Connection, tp: TopicPartition, record: ConsumerRecord, kind: str,
+                    detail: str) -> None:
+        await write_dead_letter(conn, schema, tp, record, kind, detail)
+
+    return write
 
 
 @dataclass(frozen=True)

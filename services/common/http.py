@@ -132,15 +132,16 @@ def Authorised(scope: str) -> Any:  # noqa: N802 - reads as a marker in route si
     return Depends(require_scope(scope))
 
 
-def install_health_and_metrics(app: FastAPI, readiness: Callable[[], Awaitable[dict[str, bool]]]) -> None:
+def install_health_and_metrics(
+    app: FastAPI, readiness: Callable[[], Awaitable[tuple[bool, dict[str, bool]]]]
+) -> None:
     @app.get("/health/live", include_in_schema=False)
     async def live() -> dict[str, str]:
         return {"status": "live"}
 
     @app.get("/health/ready", include_in_schema=False)
     async def ready() -> JSONResponse:
-        checks = await readiness()
-        ok = all(checks.values())
+        ok, checks = await readiness()
         return JSONResponse({"status": "ready" if ok else "not_ready", "checks": checks},
                             status_code=200 if ok else 503)
 

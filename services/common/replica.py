@@ -15,10 +15,9 @@ from alfi_contracts.events import (
     HouseholdAccompanimentClosed, HouseholdEnrolled, HouseholdPersonalDataErased,
 )
 
-from .commands import dead_letter
 from .consumer import Batches
+from .deadletters import write_dead_letter
 from .errors import Conflict, NotYetKnown
-from .outbox import enqueue
 
 
 def replica_applier(schema: str):  # noqa: ANN201
@@ -27,7 +26,7 @@ def replica_applier(schema: str):  # noqa: ANN201
             try:
                 _, data = decode(record.value or b"")
             except ContractError as error:
-                await enqueue(conn, schema, [dead_letter(tp, record, error.kind, error.detail)])
+                await write_dead_letter(conn, schema, tp, record, error.kind, error.detail)
                 continue
             if isinstance(data, HouseholdEnrolled):
                 await conn.execute(

@@ -20,19 +20,20 @@ import asyncpg
 import structlog
 import uvicorn
 import uvloop
-from aiokafka import TopicPartition
-from aiokafka.errors import KafkaError
+from aiokafka import AIOKafkaConsumer, TopicPartition
 from fastapi import APIRouter, FastAPI
 
 from alfi_contracts.topics import commands_topic, dead_letter_topic, events_topic, INTAKE_EVENTS
 
+from . import faults
 from .auth import migrate_auth
-from .commands import CommandBus, Handler
-from .consumer import TransactionalConsumer
+from .commands import CommandBus, Handler, RetryPolicy
+from .consumer import TransactionalConsumer, stored_positions
+from .deadletters import dead_letter_writer
 from .db import create_pool
 from .http import BodyLimit, RequestMetrics, install_health_and_metrics, install_problem_handlers
 from .logging import configure_logging
-from .metrics import faststream_middleware
+from .metrics import BROKER_UP, CONSUMER_LAG, CONSUMER_POSITION, DATABASE_UP, faststream_middleware
 from .migrations import migrate, sql_files
 from .outbox import OutboxRelay
 from .replica import replica_applier
@@ -77,8 +78,13 @@ class Runtime:
     # Service-specific state set by its hooks (stats: the projection generation).
     extras: dict = field(default_factory=dict)
 
+    # What the observer last saw of Kafka (readiness reports it; it never blocks on it).
+    broker_up: bool = False
+    probe: AIOKafkaConsumer | None = None
+
     def __post_init__(self) -> None:
-        self.bus = CommandBus(self.definition.name, self.schema, self.definition.handlers)
+        self.bus = CommandBus(self.definition.name, self.schema, self.definition.handlers,
+                              RetryPolicy(self.settings.command_retry_attempts, self.settings.command_retry_base_seconds))
 
     @property
     def schema(self) -> str:
@@ -101,18 +107,20 @@ class Runtime:
         own_topics = self.definition.publishes
         if own_topics is None:
             own_topics = (events_topic(name), commands_topic(name), dead_letter_topic(commands_topic(name)))
-        self.relay = OutboxRelay(self.pool, self.schema, self.settings.kafka_bootstrap_servers,
+        self.relay = OutboxRelay(self.pool, self.schema, self.settings.kafka,
                                  f"alfi-{name}-relay", topics=own_topics,
                                  middlewares=[faststream_middleware(name)])
         self.consumers = []
+        dead_letter = dead_letter_writer(self.schema)
         if self.definition.handlers:
             self.consumers.append(
                 TransactionalConsumer(self.pool, f"alfi-{name}-commands", [commands_topic(name)],
-                                      self.settings.kafka_bootstrap_servers, self.bus.handle_kafka_batch))
+                                      self.settings.kafka, self.bus.handle_kafka_batch, dead_letter=dead_letter,
+                                      full_history=False))
         if self.definition.replicates_households:
             self.consumers.append(
                 TransactionalConsumer(self.pool, f"alfi-{name}-households", [INTAKE_EVENTS],
-                                      self.settings.kafka_bootstrap_servers, replica_applier(self.schema))
+                                      self.settings.kafka, replica_applier(self.schema), dead_letter=dead_letter)
             )
         if self.definition.consumers:
             self.consumers.extend(self.definition.consumers(self))
@@ -129,44 +137,90 @@ class Runtime:
         for task in self.tasks:
             task.cancel()
         await asyncio.gather(*self.tasks, return_exceptions=True)
+        if self.probe is not None:
+            await self.probe.stop()
         if self.pool:
             await self.pool.close()
 
     async def observe(self, interval: float = 5.0) -> None:
-        """Refresh the gauges that are read from state: outbox backlog, consumer lag."""
+        """Refresh the gauges read from state, whatever the consumers' state: the outbox
+        backlog, the database and broker checks, and each consumer's position and lag
+        (stored positions from the database, end offsets from Kafka)."""
+        name = self.definition.name
+        ends: dict[TopicPartition, int] = {}
         while True:
             try:
                 assert self.relay is not None
-                await self.relay.observe_backlog()
-                for consumer in self.consumers:
-                    await consumer.observe_lag()
-            except (KafkaError, OSError, asyncpg.PostgresError, asyncpg.InterfaceError, TimeoutError):
-                pass  # the next round will tell; health and the relay report outages
+                await asyncio.wait_for(self.relay.observe_backlog(), interval)
+                DATABASE_UP.labels(name).set(1)
+            except Exception as error:  # noqa: BLE001 - the gauge says so; the next round tells again
+                DATABASE_UP.labels(name).set(0 if faults.database_unavailable(error) else 1)
+            try:
+                ends = await asyncio.wait_for(self._end_offsets(), interval)
+                self.broker_up = True
+            except Exception:  # noqa: BLE001 - any failure to answer is "Kafka unreachable"
+                self.broker_up = False
+                await self._drop_probe()
+            BROKER_UP.labels(name).set(1 if self.broker_up else 0)
+            for consumer in self.consumers:
+                try:
+                    await asyncio.wait_for(self._observe_consumer(consumer, ends), interval)
+                except Exception:  # noqa: BLE001 - the database is away: gauges keep their last value
+                    pass
             await asyncio.sleep(interval)
+
+    async def _end_offsets(self) -> dict[TopicPartition, int]:
+        """The end offset of every partition the consumers read, from a client of the
+        observer's own (no group): it answers whatever state the consumers are in."""
+        if self.probe is None:
+            self.probe = AIOKafkaConsumer(**self.settings.kafka.client_options(), enable_auto_commit=False,
+                                          client_id=f"alfi-{self.definition.name}-observer",
+                                          request_timeout_ms=4000, metadata_max_age_ms=30_000)
+            await self.probe.start()
+        await self.probe.topics()  # a metadata request: fails while Kafka is unreachable
+        topics = {t for c in self.consumers for t in c.topics}
+        tps = [TopicPartition(t, p) for t in topics for p in (self.probe.partitions_for_topic(t) or ())]
+        return await self.probe.end_offsets(tps) if tps else {}
+
+    async def _drop_probe(self) -> None:
+        probe, self.probe = self.probe, None
+        if probe is not None:
+            with contextlib.suppress(Exception):
+                await probe.stop()
+
+    async def _observe_consumer(self, consumer: TransactionalConsumer, ends: dict[TopicPartition, int]) -> None:
+        assert self.pool is not None
+        async with self.pool.acquire() as conn, conn.transaction():
+            await consumer.enter_schema(conn)
+            positions = await stored_positions(conn, consumer.name)
+        for tp, end in ends.items():
+            if tp.topic in consumer.topics:
+                position = positions.get(tp, 0)
+                CONSUMER_POSITION.labels(consumer.name, tp.topic, str(tp.partition)).set(position)
+                CONSUMER_LAG.labels(consumer.name, tp.topic, str(tp.partition)).set(max(end - position, 0))
 
     async def end_offsets(self, topics: tuple[str, ...]) -> dict[tuple[str, int], int]:
         """Kafka's end offset per partition of `topics`, or {} while Kafka is away."""
-        consumer = next((c.consumer for c in self.consumers if c.connected and c.consumer), None)
-        if consumer is None:
-            return {}
         try:
-            tps = [TopicPartition(t, p) for t in topics for p in (consumer.partitions_for_topic(t) or ())]
-            ends = await asyncio.wait_for(consumer.end_offsets(tps), 5) if tps else {}
-        except (KafkaError, TimeoutError):
+            ends = await asyncio.wait_for(self._end_offsets(), 5)
+        except Exception:  # noqa: BLE001 - Kafka away: the caller shows no offsets
             return {}
-        return {(tp.topic, tp.partition): offset for tp, offset in ends.items()}
+        return {(tp.topic, tp.partition): offset for tp, offset in ends.items() if tp.topic in topics}
 
-    async def readiness(self) -> dict[str, bool]:
+    async def readiness(self) -> tuple[bool, dict[str, bool]]:
+        """Whether to take traffic, and every check by name. The database and each
+        consumer (`consumer:<name>`, false while it restarts after a failure) are
+        required; `broker` is reported but not required: while Kafka is away the outbox
+        keeps accepting commands and the reports keep answering."""
         try:
             assert self.pool is not None
-            database = await self.pool.fetchval("SELECT 1") == 1
-        except (OSError, asyncpg.PostgresError, asyncpg.InterfaceError, AssertionError):
+            database = await asyncio.wait_for(self.pool.fetchval("SELECT 1"), 2) == 1
+        except Exception:  # noqa: BLE001 - any failure to answer is "database down"
             database = False
-        broker = bool(self.relay and self.relay.connected) and all(c.connected for c in self.consumers)
-        checks = {"database": database, "broker": broker}
+        required = {"database": database, **{f"consumer:{c.name}": c.running for c in self.consumers}}
         if self.definition.ready_when_caught_up:
-            checks["caught_up"] = all(c.caught_up.is_set() for c in self.consumers)
-        return checks
+            required["caught_up"] = all(c.caught_up.is_set() for c in self.consumers)
+        return all(required.values()), {**required, "broker": self.broker_up}
 
     def app(self) -> FastAPI:
         @contextlib.asynccontextmanager

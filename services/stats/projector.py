@@ -30,8 +30,8 @@ import asyncpg
 from alfi_contracts import ContractError
 from alfi_contracts.envelope import read
 from alfi_contracts import events as ev
-from services.common.commands import dead_letter
 from services.common.consumer import Batches
+from services.common.deadletters import dead_letter
 from services.common.metrics import PROJECTION_LAST_EVENT
 from services.common.outbox import enqueue
 

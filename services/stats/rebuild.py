@@ -21,6 +21,7 @@ import time
 import uuid
 
 from services.common.consumer import TransactionalConsumer
+from services.common.deadletters import dead_letter_writer
 from services.common.db import create_pool
 from services.common.migrations import migrate
 from services.common.logging import configure_logging
@@ -31,6 +32,16 @@ from services.common.settings import ServiceSettings
 from . import generations
 from .projector import Projector
 from .service import DEFINITION, EVENT_TOPICS
+
+
+class TruncatedHistory(RuntimeError):
+    """A topic no longer holds its whole history: the rebuild stops without switching."""
+
+    def __init__(self, gaps: dict) -> None:
+        self.gaps = dict(gaps)
+        where = ", ".join(f"{tp.topic}[{tp.partition}] starts at {gap.log_start}" for tp, gap in gaps.items())
+        super().__init__(f"the event topics no longer start at offset 0 ({where}): records were deleted;"
+                         " the rebuild stopped and the current generation stays in use")
 
 
 async def rebuild(settings: ServiceSettings, progress=None) -> dict:  # noqa: ANN001
@@ -46,15 +57,20 @@ async def rebuild(settings: ServiceSettings, progress=None) -> dict:  # noqa: AN
             deferred = await generations.defer_secondary_indexes(conn, target)
         projection = Projector(generations.BASE)
         consumer = TransactionalConsumer(
-            pool, generations.PROJECTOR, EVENT_TOPICS, settings.kafka_bootstrap_servers,
+            pool, generations.PROJECTOR, EVENT_TOPICS, settings.kafka,
             projection.apply, prepare=projection.prepare, max_records=5000,
+            dead_letter=dead_letter_writer(generations.BASE),
             search_path=lambda: generations.search_path(target),
             group_id=f"alfi-stats-rebuild-{target}-{uuid.uuid4().hex[:6]}",
         )
         started = time.perf_counter()
         task = asyncio.create_task(consumer.run())
         try:
-            while not consumer.caught_up.is_set():  # read to the end of every partition
+            while not consumer.caught_up.is_set() or consumer.gaps:  # to the end of every partition
+                if consumer.gaps:
+                    # History is missing (retention, a recreated topic): a generation built
+                    # from it would publish wrong figures. The current one stays.
+                    raise TruncatedHistory(consumer.gaps)
                 if task.done():
                     task.result()
                 REBUILD_APPLIED.set(consumer.applied)
@@ -82,8 +98,12 @@ def main() -> int:
     settings = ServiceSettings.for_service("stats", DEFINITION.default_port)
     configure_logging("stats-rebuild", settings.log_level, settings.log_format)
     quiet = "--json" in sys.argv
-    result = run_like_a_service(rebuild(settings, progress=None if quiet else
-                                        lambda n: print(f"\r{n} events", end="", file=sys.stderr)))
+    try:
+        result = run_like_a_service(rebuild(settings, progress=None if quiet else
+                                            lambda n: print(f"\r{n} events", end="", file=sys.stderr)))
+    except TruncatedHistory as error:
+        print(f"\nrebuild refused: {error}", file=sys.stderr)
+        return 1
     if quiet:
         print(json.dumps(result))
         return 0

@@ -8,6 +8,7 @@ import asyncpg
 
 from alfi_contracts.topics import CASEWORK_EVENTS, INTAKE_EVENTS, VEILLE_EVENTS, dead_letter_topic
 from services.common.consumer import Restart, TransactionalConsumer
+from services.common.deadletters import dead_letter_writer
 from services.common.service import Runtime, ServiceDefinition, create_app as create_service_app
 
 from . import generations
@@ -31,8 +32,9 @@ def consumers(runtime: Runtime) -> list[TransactionalConsumer]:
 
     projection = Projector(generations.BASE, before=follow_generation)
     return [TransactionalConsumer(
-        runtime.pool, generations.PROJECTOR, EVENT_TOPICS, runtime.settings.kafka_bootstrap_servers,
+        runtime.pool, generations.PROJECTOR, EVENT_TOPICS, runtime.settings.kafka,
         projection.apply, prepare=projection.prepare, max_records=5000,
+        dead_letter=dead_letter_writer(generations.BASE),
         search_path=lambda: generations.search_path(runtime.extras["generation"]),
         group_id="alfi-stats-projector",
     )]
