@@ -182,6 +182,7 @@ class TransactionalConsumer:
         self.dead_lettered = 0
         self.stopping = False
         self.gaps_checked = 0.0
+        self.gap_recheck_seconds = 15.0  # how soon an operator's new position is noticed
         self.assignment_error: Exception | None = None
         # Set once every assigned partition has been read to its end since start.
         self.caught_up = asyncio.Event()
@@ -244,7 +245,7 @@ class TransactionalConsumer:
                         error, self.assignment_error = self.assignment_error, None
                         raise error  # partitions without a position: reconnect and seek again
                     self._resume_due()
-                    if self.gaps and time.monotonic() - self.gaps_checked > 15:
+                    if self.gaps and time.monotonic() - self.gaps_checked > self.gap_recheck_seconds:
                         await self._recheck_gaps()
                     try:
                         batches = await self.consumer.getmany(timeout_ms=500, max_records=self.max_records)
@@ -277,9 +278,9 @@ class TransactionalConsumer:
                         await asyncio.gather(task, return_exceptions=True)
         finally:
             await self._release()
-            consumer, self.consumer = self.consumer, None
             self.deferred.clear()
-            await consumer.stop()
+            await self.consumer.stop()
+            self.consumer = None
 
     def _mark_running(self) -> None:
         if self.state != "running":
@@ -342,6 +343,9 @@ class TransactionalConsumer:
             gap = gap_of(stored, starts[tp], ends[tp], self.full_history)
             if gap is not None:
                 self._stop_on_gap(tp, gap)
+                # A valid position for the client, which asks for one even while paused
+                # (reset policy "none" would raise); nothing is read from it.
+                consumer.seek(tp, ends[tp])
                 continue
             self._clear_gap(tp)
             position = starts[tp] if stored is None else stored
@@ -376,14 +380,15 @@ class TransactionalConsumer:
         """The broker says a fetch position is outside the log: a gap found while running
         (the topic was recreated, or records were deleted under the consumer)."""
         assert self.consumer is not None
-        tps = [tp for tp in (error.args[0] if error.args and isinstance(error.args[0], dict) else {})]
-        tps = tps or [tp for tp in self.consumer.assignment() if tp not in self.gaps]
+        fetched = error.args[0] if error.args and isinstance(error.args[0], dict) else {}
+        tps = list(fetched) or [tp for tp in self.consumer.assignment() if tp not in self.gaps]
         starts = await self.consumer.beginning_offsets(tps)
         ends = await self.consumer.end_offsets(tps)
         for tp in tps:
-            position = self.positions.get(tp, await self.consumer.position(tp))
+            position = self.positions.get(tp, fetched.get(tp, 0))
             self._stop_on_gap(tp, gap_of(position, starts[tp], ends[tp], self.full_history)
                               or Gap(position, starts[tp], ends[tp]))
+            self.consumer.seek(tp, ends[tp])  # a valid position while paused (see seek_to_stored)
 
     async def _recheck_gaps(self) -> None:
         """An operator may have moved a stopped partition's stored position: seek again."""

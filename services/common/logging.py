@@ -13,6 +13,30 @@ import sys
 import structlog
 
 
+# aiokafka logs at error level what is a passing condition of the cluster (the group
+# coordinator not elected yet at start, a broker restarting, a connection refused while it
+# is away); the platform itself logs at error level what needs an operator
+# (`consumer_failed`, `consumer_partition_gap`, ...). These lines are kept, as warnings.
+TRANSIENT_KAFKA_MESSAGES = (
+    "Group Coordinator Request failed", "Unable connect to", "Unable to update metadata",
+    "Failed fetch messages", "Failed fetch offsets", "FindCoordinator Request failed",
+    "Heartbeat", "OffsetCommit failed before join", "Failed to commit on finallization",
+    "Topic %s not found in cluster metadata", "Error fetching metadata for topic",
+    "LeaveGroup request failed",
+)
+
+
+class TransientKafkaErrors(logging.Filter):
+    """Tells a broker's passing state from a failure: aiokafka's transient errors become
+    warnings."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        if (record.levelno >= logging.ERROR and record.name.startswith("aiokafka")
+                and isinstance(record.msg, str) and record.msg.startswith(TRANSIENT_KAFKA_MESSAGES)):
+            record.levelno, record.levelname = logging.WARNING, "WARNING"
+        return True
+
+
 def configure_logging(service: str, level: str = "INFO", fmt: str = "auto") -> None:
     use_console = fmt == "console" or (fmt == "auto" and sys.stderr.isatty())
     shared = [
@@ -32,6 +56,7 @@ def configure_logging(service: str, level: str = "INFO", fmt: str = "auto") -> N
         cache_logger_on_first_use=True,
     )
     handler = logging.StreamHandler(sys.stderr)
+    handler.addFilter(TransientKafkaErrors())
     handler.setFormatter(
         structlog.stdlib.ProcessorFormatter(
             foreign_pre_chain=shared,
