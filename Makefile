@@ -9,7 +9,7 @@ PY := $(VENV)/bin/python
 DEVSTACK := $(PY) deploy/local/devstack.py
 INSTALLED := $(VENV)/.installed
 
-.PHONY: install run test test-unit infra infra-down status schemas token bench demo prometheus dead-letters redrive rebuild chaos
+.PHONY: positions install run test test-unit infra infra-down status schemas token bench demo prometheus dead-letters redrive rebuild chaos
 
 install: $(INSTALLED)
 
@@ -48,6 +48,10 @@ dead-letters: install
 redrive: install
 	@eval "$$($(DEVSTACK) env)" && $(PY) -m services.common.deadletters redrive --topic "$(TOPIC)" \
 	  $(foreach o,$(OFFSETS),--offset $(o))
+
+## Consumers' positions per partition beside Kafka's log start and end; GAP where stopped.
+positions: install
+	@eval "$$($(DEVSTACK) env)" && $(PY) -m services.common.positions list
 
 rebuild: install
 	@eval "$$($(DEVSTACK) env)" && $(PY) -m services.stats.rebuild
