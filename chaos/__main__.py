@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import logging
 import os
 import signal
 import sys
@@ -62,6 +63,9 @@ def main(argv: list[str]) -> int:
     chosen = options(argv)
     # A SIGTERM (make interrupted, CI's timeout) tears the stack down like Ctrl-C does.
     signal.signal(signal.SIGTERM, _interrupted)
+    # The load's producer retries through every broker outage; its errors are counted in
+    # the summary, not logged one by one.
+    logging.getLogger("aiokafka").setLevel(logging.CRITICAL)
     if chosen.logs is not None:
         for old in chosen.logs.glob("*.log"):  # this run's logs only
             old.unlink()

@@ -41,6 +41,7 @@ class Report:
     settled: bool
     settle_seconds: float
     pending: str
+    kills: int  # of a live process
     restarts: int
     exits: int
     duration: float = 0.0
@@ -88,8 +89,8 @@ class Report:
         outage = "node kills" if o.cluster else "broker outages"
         return [
             f"seed {o.seed}, {'three-broker cluster (RF 3, min ISR 2)' if o.cluster else 'single broker'};"
-            f" faults: {self.faults.done['service']} service kills (restarts {self.restarts},"
-            f" exits on their own {self.exits}), {self.faults.done['broker']} {outage},"
+            f" faults: {self.faults.done['service']} service kills ({self.kills} of a live process;"
+            f" restarts {self.restarts}, exits on their own {self.exits}), {self.faults.done['broker']} {outage},"
             f" {self.faults.done['postgres']} PostgreSQL crashes",
             f"commands: {len(sent)} sent, {len(accepted)} accepted ({http} HTTP, {len(accepted) - http} Kafka),"
             f" {len(t.refusals)} refused or given up, {sum(c.outcome == 'skipped' for c in self.commands)} skipped;"
@@ -156,7 +157,7 @@ async def run(options: Options, out: Callable[[str], None] = print) -> Report:
         settled, settle_seconds, pending = await settle(stack, options.settle_timeout)
         findings = await check(stack, commands, years_of(commands))
         report = Report(options, commands, sender.tally, log, findings, settled, settle_seconds, pending,
-                        stack.restarts, stack.exits)
+                        stack.kills, stack.restarts, stack.exits)
     report.duration = time.monotonic() - started
     return report
 

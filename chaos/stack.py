@@ -57,6 +57,7 @@ class Supervised:
     held_until: float = 0.0  # a killed service stays down until then
     killed: bool = False  # by the schedule, not gone by itself
     starts: int = 0
+    kills: int = 0  # kill -9 of a live process (a kill scheduled while it is down is moot)
     exits: int = 0  # gone without the run killing it
 
 
@@ -192,11 +193,16 @@ class Stack:
         supervised.held_until = time.monotonic() + down_for
         if supervised.process is not None and supervised.process.poll() is None:
             supervised.killed = True
+            supervised.kills += 1
             stop(supervised.process, kill=True)
 
     @property
     def restarts(self) -> int:
         return sum(s.starts - 1 for s in self.services.values())
+
+    @property
+    def kills(self) -> int:
+        return sum(s.kills for s in self.services.values())
 
     @property
     def exits(self) -> int:

@@ -382,18 +382,27 @@ async def _check_figures(stack: Stack, reference: Reference, events: list[ev.Eve
 
 
 async def _check_events(stack: Stack, implied: list[tuple[Command, ev.EventData]], findings: Findings) -> None:
-    expected: dict[tuple, Command] = {fact(data): command for command, data in implied}
-    seen: dict[tuple, set] = defaultdict(set)
+    published = []
     for record in await read_to_end(stack.bootstrap, EVENT_TOPICS):
         try:
             envelope, data = decode(record.value or b"")
         except ContractError:
             findings.unreadable += 1
             continue
+        published.append((envelope.id, data))
+    compare_facts(implied, published, findings)
+
+
+def compare_facts(implied: list[tuple[Command, ev.EventData]], published: list[tuple[Any, ev.EventData]],
+                  findings: Findings) -> None:
+    """Each implied fact against the CloudEvent ids published for it (module docstring)."""
+    expected: dict[tuple, Command] = {fact(data): command for command, data in implied}
+    seen: dict[tuple, set] = defaultdict(set)
+    for event_id, data in published:
         key = fact(data)
-        if envelope.id in seen[key]:
+        if event_id in seen[key]:
             findings.republished += 1
-        seen[key].add(envelope.id)
+        seen[key].add(event_id)
     findings.facts_expected = len(expected)
     for key in expected.keys() | seen.keys():
         counts = findings.by_type.setdefault(key[2], Counter())
