@@ -12,21 +12,40 @@ before any virtualenv exists.
   own port with the system's binaries, installing Debian's postgresql package when they
   are missing.
 
+- A local three-node Kafka cluster (KRaft, each node broker and controller, 512 MiB
+  heap): client ports 29192, 29194, 29196 (controllers on the next port up), data under
+  .local/kafka-cluster/node-N, replication factor 3 and min.insync.replicas=2, for
+  trying the platform against replicated topics and a node going down.
+
 Every start is idempotent: a running instance is reused, a stale pid file from a crashed
 run is cleared. Nothing here knows about the services; it only gives addresses.
 
-    python deploy/local/devstack.py up|down|status|env|run|token SCOPES|kafka-up|pg-up
+    python deploy/local/devstack.py up|down|status|env|run|token SCOPES|kafka-up|kafka-down|pg-up|pg-down
+    python deploy/local/devstack.py cluster-up|cluster-down|cluster-env
 
 `run` is what `make run` calls: it starts the infrastructure and the services in the
 foreground and stops everything it started on Ctrl-C (or SIGTERM).
+
+`cluster-up` starts the three-node cluster and prints its bootstrap list, `cluster-down`
+stops it (its data is kept), `cluster-env` starts it and prints the `export` lines that
+point the services at it (KAFKA_BOOTSTRAP_SERVERS, ALFI_KAFKA_REPLICATION_FACTOR=3,
+ALFI_KAFKA_MIN_INSYNC_REPLICAS=2): `eval "$(python3 deploy/local/devstack.py cluster-env)"`.
+
+From Python (tests own throwaway instances this way): kafka_up(port=, root=),
+kafka_down(root, kill=); pg_up(port, root), pg_down(root, immediate=) (immediate is a
+crash: no checkpoint); kafka_cluster_up(ports, root), kafka_node_down(node, root, kill=),
+kafka_node_up(node, root), kafka_cluster_down(root).
 """
 
 from __future__ import annotations
 
 import base64
+import concurrent.futures
+import grp
 import hashlib
 import os
 import pwd
+import re
 import secrets
 import shutil
 import signal
@@ -63,7 +82,8 @@ def cache_dir() -> Path:
 
 
 def log(message: str) -> None:
-    print(f"[devstack] {message}", file=sys.stderr, flush=True)
+    sys.stderr.write(f"[devstack] {message}\n")  # one write: lines from threads stay whole
+    sys.stderr.flush()
 
 
 def port_open(host: str, port: int, timeout: float = 0.5) -> bool:
@@ -74,6 +94,38 @@ def port_open(host: str, port: int, timeout: float = 0.5) -> bool:
         return False
 
 
+def port_bindable(port: int, host: str = "127.0.0.1") -> bool:
+    """Whether a server could listen on `port` now (with SO_REUSEADDR, as PostgreSQL and
+    the JVM do)."""
+    with socket.socket() as sock:
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        try:
+            sock.bind((host, port))
+        except OSError:
+            return False
+    return True
+
+
+def wait_bindable(ports: list[int], timeout: float = 90.0) -> None:
+    """Wait until nothing holds `ports`. Ports in the kernel's ephemeral range
+    (32768-60999 by default: 55432, 29192...) can be the local end of some client's
+    connection, which blocks a listener although nothing listens there; such a hold
+    ends with the connection (plus 60 s of TIME_WAIT)."""
+    deadline = time.monotonic() + timeout
+    held = [p for p in ports if not port_bindable(p)]
+    if held:
+        log(f"port(s) {held} on 127.0.0.1 held by a client connection's local end; waiting up to {timeout:.0f}s")
+    while held:
+        if time.monotonic() > deadline:
+            raise DevstackError(
+                f"port(s) {held} on 127.0.0.1 stayed taken (`ss -tanp | grep :{held[0]}` shows by what). "
+                "Ports in net.ipv4.ip_local_port_range can be reserved for servers with "
+                "net.ipv4.ip_local_reserved_ports."
+            )
+        time.sleep(1.0)
+        held = [p for p in held if not port_bindable(p)]
+
+
 def pid_alive(pid: int) -> bool:
     try:
         os.kill(pid, 0)
@@ -81,10 +133,14 @@ def pid_alive(pid: int) -> bool:
         return False
     except PermissionError:
         return True
-    # A zombie still answers kill(0); treat it as dead.
+    # A zombie still answers kill(0); treat it as dead. But a multi-threaded process (the
+    # JVM) killed with SIGKILL shows its leader as a zombie while its other threads are
+    # still exiting and its sockets still open: dead only once no other thread is left.
     try:
         with open(f"/proc/{pid}/stat") as stat:
-            return stat.read().split(") ", 1)[1][0] != "Z"
+            if stat.read().split(") ", 1)[1][0] != "Z":
+                return True
+        return len(os.listdir(f"/proc/{pid}/task")) > 1
     except OSError:
         return True
 
@@ -191,44 +247,95 @@ def kafka_port() -> int:
     return int(os.environ.get("ALFI_KAFKA_PORT", "9092"))
 
 
-def kafka_up(timeout: float = 180.0, *, port: int | None = None, root: Path | None = None) -> str:
-    """Start the local broker unless one is already ours and running; return bootstrap.
+@dataclass(frozen=True)
+class KafkaNodeConfig:
+    """What server.properties.in needs for one node (single broker or cluster member)."""
 
-    `port` and `root` give a separate broker (the tests use a throwaway one)."""
-    if os.environ.get("KAFKA_BOOTSTRAP_SERVERS") and port is None:
-        return os.environ["KAFKA_BOOTSTRAP_SERVERS"]
-    port = port or kafka_port()
-    controller_port = port + 1
-    paths = kafka_paths(root)
-    pid = read_pid(paths.pid)
-    if pid and port_open("127.0.0.1", port):
-        return f"127.0.0.1:{port}"
-    if pid:
-        log(f"a previous broker (pid {pid}) is not answering; stopping it")
-        stop_pid(pid, "kafka")
-    if port_open("127.0.0.1", port) or port_open("127.0.0.1", controller_port):
-        raise DevstackError(
-            f"127.0.0.1:{port} or :{controller_port} is taken by another process. Stop it, or "
-            "point at a running broker with KAFKA_BOOTSTRAP_SERVERS, or pick another port "
-            "with ALFI_KAFKA_PORT."
-        )
+    node_id: int
+    port: int
+    voters: str
+    replication_factor: int
+    min_insync: int
+
+    @property
+    def controller_port(self) -> int:
+        return self.port + 1
+
+
+@dataclass
+class KafkaLaunch:
+    """A node process just started, waiting for its ready line."""
+
+    paths: KafkaPaths
+    port: int
+    process: subprocess.Popen
+    offset: int
+    started: float
+
+
+def new_cluster_id() -> str:
+    return base64.urlsafe_b64encode(uuid.uuid4().bytes).decode().rstrip("=")
+
+
+def kafka_runtime() -> tuple[str, Path]:
+    """Java (17+) and the broker's jars."""
     java = require_tool("java", "Install Java 17 or newer (Debian: apt-get install openjdk-17-jre-headless).")
     if java_major_version(java) < 17:
         raise DevstackError("Kafka 4.x needs Java 17 or newer; `java -version` reports older.")
-    lib = kafka_lib_dir()
+    return java, kafka_lib_dir()
+
+
+def kafka_node_running(paths: KafkaPaths, port: int) -> bool:
+    """True when this root's node is up and answering; clears a stale or hung one and
+    refuses ports another process holds."""
+    pid = read_pid(paths.pid)
+    if pid and port_open("127.0.0.1", port):
+        return True
+    if pid:
+        log(f"a previous broker (pid {pid}) in {paths.root} is not answering; stopping it")
+        stop_pid(pid, "kafka")
+    if port_open("127.0.0.1", port) or port_open("127.0.0.1", port + 1):
+        raise DevstackError(
+            f"127.0.0.1:{port} or :{port + 1} is taken by another process. Stop it, or "
+            "point at a running broker with KAFKA_BOOTSTRAP_SERVERS, or pick other ports "
+            "(ALFI_KAFKA_PORT for the single broker)."
+        )
+    wait_bindable([port, port + 1])
+    return False
+
+
+def start_kafka_node(
+    paths: KafkaPaths, port: int, *, config: KafkaNodeConfig | None, cluster_id: str,
+    runtime: tuple[str, Path],
+) -> KafkaLaunch:
+    """Render the node's server.properties (unless `config` is None: a restart keeps the
+    node's own file), format its storage once with `cluster_id`, start kafka.Kafka.
+    The one way every node starts: single broker, cluster member, restarted member."""
+    java, lib = runtime
     paths.root.mkdir(parents=True, exist_ok=True)
-    template = (KAFKA_CONF_DIR / "server.properties.in").read_text()
-    paths.properties.write_text(
-        template.replace("@DATA_DIR@", str(paths.data))
-        .replace("@CONTROLLER_PORT@", str(controller_port))
-        .replace("@PORT@", str(port))
-    )
+    if config is not None:
+        template = (KAFKA_CONF_DIR / "server.properties.in").read_text()
+        paths.properties.write_text(
+            template.replace("@DATA_DIR@", str(paths.data))
+            .replace("@NODE_ID@", str(config.node_id))
+            .replace("@VOTERS@", config.voters)
+            .replace("@REPLICATION_FACTOR@", str(config.replication_factor))
+            .replace("@MIN_ISR@", str(config.min_insync))
+            .replace("@CONTROLLER_PORT@", str(config.controller_port))
+            .replace("@PORT@", str(config.port))
+        )
+        unfilled = re.findall(r"@[A-Z_]+@", paths.properties.read_text())
+        if unfilled:
+            raise DevstackError(f"{paths.properties}: placeholders left unfilled: {unfilled}")
+    elif not paths.properties.exists():
+        raise DevstackError(f"{paths.properties} is missing: start the node with its cluster first.")
     classpath = f"{lib}/*"
     if not (paths.data / "meta.properties").exists():
-        cluster_id = base64.urlsafe_b64encode(uuid.uuid4().bytes).decode().rstrip("=")
         result = subprocess.run(
             # `--cluster-id=` form: a base64url id may start with "-", which would read as an option.
-            [java, "-cp", classpath, "kafka.tools.StorageTool", "format", f"--cluster-id={cluster_id}",
+            # A one-shot tool: the client JIT and serial GC cost a third less CPU at start.
+            [java, "-Xmx256m", "-XX:TieredStopAtLevel=1", "-XX:+UseSerialGC", "-cp", classpath,
+             "kafka.tools.StorageTool", "format", f"--cluster-id={cluster_id}",
              "-c", str(paths.properties), "-g"],
             capture_output=True, text=True,
         )
@@ -246,16 +353,52 @@ def kafka_up(timeout: float = 180.0, *, port: int | None = None, root: Path | No
             start_new_session=True,
         )
     paths.pid.write_text(str(process.pid))
-    deadline = started + timeout
-    while time.monotonic() < deadline:
-        if process.poll() is not None:
-            raise DevstackError(f"Kafka exited with {process.returncode}:\n{tail(paths.log, offset)}")
-        if KAFKA_READY_LINE in tail(paths.log, offset, limit=None):
-            log(f"Kafka ready in {time.monotonic() - started:.1f}s")
-            return f"127.0.0.1:{port}"
-        time.sleep(0.25)
-    stop_pid(process.pid, "kafka")
-    raise DevstackError(f"Kafka did not start within {timeout:.0f}s:\n{tail(paths.log, offset)}")
+    return KafkaLaunch(paths, port, process, offset, started)
+
+
+def wait_kafka_ready(launches: list[KafkaLaunch], deadline: float) -> None:
+    """Wait for every launched node's "Kafka Server started" (cluster members only get
+    there together, once the controller quorum has formed). On failure, stop them all."""
+    pending = list(launches)
+    while pending:
+        for launch in list(pending):
+            if launch.process.poll() is not None:
+                for other in launches:
+                    stop_pid(other.process.pid, "kafka")
+                raise DevstackError(
+                    f"Kafka ({launch.paths.root}) exited with {launch.process.returncode}:\n"
+                    + tail(launch.paths.log, launch.offset)
+                )
+            if KAFKA_READY_LINE in tail(launch.paths.log, launch.offset, limit=None):
+                log(f"Kafka on 127.0.0.1:{launch.port} ready in {time.monotonic() - launch.started:.1f}s")
+                pending.remove(launch)
+        if pending and time.monotonic() > deadline:
+            for other in launches:
+                stop_pid(other.process.pid, "kafka")
+            raise DevstackError(
+                f"Kafka did not start in time:\n"
+                + "\n".join(tail(launch.paths.log, launch.offset) for launch in pending)
+            )
+        if pending:
+            time.sleep(0.25)
+
+
+def kafka_up(timeout: float = 180.0, *, port: int | None = None, root: Path | None = None) -> str:
+    """Start the local broker unless one is already ours and running; return bootstrap.
+
+    `port` and `root` give a separate broker (the tests use a throwaway one)."""
+    if os.environ.get("KAFKA_BOOTSTRAP_SERVERS") and port is None:
+        return os.environ["KAFKA_BOOTSTRAP_SERVERS"]
+    port = port or kafka_port()
+    paths = kafka_paths(root)
+    if kafka_node_running(paths, port):
+        return f"127.0.0.1:{port}"
+    config = KafkaNodeConfig(
+        node_id=1, port=port, voters=f"1@127.0.0.1:{port + 1}", replication_factor=1, min_insync=1
+    )
+    launch = start_kafka_node(paths, port, config=config, cluster_id=new_cluster_id(), runtime=kafka_runtime())
+    wait_kafka_ready([launch], launch.started + timeout)
+    return f"127.0.0.1:{port}"
 
 
 def kafka_down(root: Path | None = None, *, kill: bool = False) -> None:
@@ -270,6 +413,129 @@ def kafka_down(root: Path | None = None, *, kill: bool = False) -> None:
         else:
             stop_pid(pid, "kafka")
     paths.pid.unlink(missing_ok=True)
+
+
+# ------------------------------------------------------------ Kafka: three-node cluster
+
+CLUSTER_PORTS = (29192, 29194, 29196)
+CLUSTER_REPLICATION_FACTOR = 3
+CLUSTER_MIN_INSYNC = 2
+
+
+def cluster_root(root: Path | None = None) -> Path:
+    return root or state_dir() / "kafka-cluster"
+
+
+def cluster_node_paths(node: int, root: Path | None = None) -> KafkaPaths:
+    if node not in (1, 2, 3):
+        raise DevstackError(f"the local cluster has nodes 1, 2 and 3, not {node}")
+    return KafkaPaths(cluster_root(root) / f"node-{node}")
+
+
+def cluster_ports(root: Path | None = None) -> tuple[int, int, int] | None:
+    """The client ports the cluster in `root` was started with (its `ports` file)."""
+    try:
+        ports = tuple(int(p) for p in (cluster_root(root) / "ports").read_text().split(","))
+    except (OSError, ValueError):
+        return None
+    return ports if len(ports) == 3 else None  # type: ignore[return-value]
+
+
+def kafka_cluster_up(
+    ports: tuple[int, int, int] = CLUSTER_PORTS, root: Path | None = None, timeout: float = 180
+) -> str:
+    """Start the local three-node KRaft cluster (each node broker and controller, 512 MiB
+    heap) unless its nodes already run; return the bootstrap list. Controller port =
+    client port + 1; data under `root` (default .local/kafka-cluster), one directory per
+    node, every node formatted with the cluster's one id (kept in `root`/cluster-id)."""
+    if len(set(ports)) != 3 or len({*ports, *(p + 1 for p in ports)}) != 6:
+        raise DevstackError(f"three distinct client ports with free neighbours needed, got {ports}")
+    base = cluster_root(root)
+    previous = cluster_ports(root)
+    if previous and previous != tuple(ports):
+        raise DevstackError(
+            f"the cluster in {base} was made with ports {previous}: use them, or remove {base}."
+        )
+    base.mkdir(parents=True, exist_ok=True)
+    (base / "ports").write_text(",".join(str(p) for p in ports))
+    id_file = base / "cluster-id"
+    if not id_file.exists():
+        id_file.write_text(new_cluster_id())
+    cluster_id = id_file.read_text().strip()
+    voters = ",".join(f"{n}@127.0.0.1:{p + 1}" for n, p in enumerate(ports, start=1))
+    bootstrap = ",".join(f"127.0.0.1:{p}" for p in ports)
+    to_start = [
+        (node, port) for node, port in enumerate(ports, start=1)
+        if not kafka_node_running(cluster_node_paths(node, root), port)
+    ]
+    if not to_start:
+        return bootstrap
+    runtime = kafka_runtime()
+    started = time.monotonic()
+
+    def start(node: int, port: int) -> KafkaLaunch:
+        config = KafkaNodeConfig(
+            node_id=node, port=port, voters=voters,
+            replication_factor=CLUSTER_REPLICATION_FACTOR, min_insync=CLUSTER_MIN_INSYNC,
+        )
+        return start_kafka_node(
+            cluster_node_paths(node, root), port, config=config, cluster_id=cluster_id, runtime=runtime,
+        )
+
+    # In parallel: formatting a node's storage is a JVM start of its own, and a node only
+    # gets ready once a majority of the controllers runs.
+    with concurrent.futures.ThreadPoolExecutor(max_workers=3) as pool:
+        futures = [pool.submit(start, node, port) for node, port in to_start]
+    launches = [f.result() for f in futures if f.exception() is None]
+    failed = next((f.exception() for f in futures if f.exception() is not None), None)
+    if failed is not None:
+        for launch in launches:
+            stop_pid(launch.process.pid, "kafka")
+        raise failed
+    wait_kafka_ready(launches, started + timeout)
+    log(f"Kafka cluster {bootstrap} ready in {time.monotonic() - started:.1f}s")
+    return bootstrap
+
+
+def kafka_node_down(node: int, root: Path | None = None, *, kill: bool = True) -> None:
+    """Stop one cluster node: kill -9 by default (a crash), else a controlled shutdown."""
+    kafka_down(cluster_node_paths(node, root).root, kill=kill)
+
+
+def kafka_node_up(node: int, root: Path | None = None, timeout: float = 180) -> str:
+    """Restart one cluster node with its own properties and data; return its address
+    once it logged "Kafka Server started"."""
+    paths = cluster_node_paths(node, root)
+    ports = cluster_ports(root)
+    if ports is None or not paths.properties.exists():
+        raise DevstackError(f"no cluster in {cluster_root(root)}: run kafka_cluster_up first")
+    port = ports[node - 1]
+    if not kafka_node_running(paths, port):
+        cluster_id = (cluster_root(root) / "cluster-id").read_text().strip()
+        launch = start_kafka_node(paths, port, config=None, cluster_id=cluster_id, runtime=kafka_runtime())
+        wait_kafka_ready([launch], launch.started + timeout)
+    return f"127.0.0.1:{port}"
+
+
+def kafka_cluster_down(root: Path | None = None) -> None:
+    """Stop every node of the cluster (controlled shutdown, all at once); data is kept."""
+    pids = []
+    for node in (1, 2, 3):
+        paths = cluster_node_paths(node, root)
+        pid = read_pid(paths.pid)
+        if pid:
+            pids.append((pid, paths))
+            try:
+                os.killpg(pid, signal.SIGTERM)
+            except ProcessLookupError:
+                pass
+    if pids:
+        log("stopping the Kafka cluster")
+    for pid, paths in pids:
+        stop_pid(pid, "kafka")  # already signalled: waits, kills after 30 s
+        paths.pid.unlink(missing_ok=True)
+    for node in (1, 2, 3):
+        cluster_node_paths(node, root).pid.unlink(missing_ok=True)
 
 
 def tail(path: Path, offset: int = 0, limit: int | None = 4000) -> str:
@@ -352,26 +618,63 @@ def run_pg(cmd: list[str], user: pwd.struct_passwd | None, **kwargs) -> subproce
     return subprocess.run(cmd, capture_output=True, text=True, cwd="/", **extra, **kwargs)
 
 
-def pg_url_file() -> Path:
+def pg_url_file(root: Path | None = None) -> Path:
     # Beside the data directory, so the URL (with its generated password) lives and dies
     # with the cluster it opens.
-    return pg_data_dir().parent / "database-url"
+    return (root if root is not None else pg_data_dir().parent) / "database-url"
 
 
-def pg_up() -> str:
-    """Return a DATABASE_URL that answers, starting the private cluster if needed."""
-    external = os.environ.get("DATABASE_URL")
-    if external:
-        if database_answers(external):
-            return external
-        log("DATABASE_URL does not answer; starting the private local cluster instead")
+def reachable_by(path: Path, user: pwd.struct_passwd) -> bool:
+    """Whether `user` may traverse every directory down to `path` (exclusive)."""
+    groups = {user.pw_gid, *(g.gr_gid for g in grp.getgrall() if user.pw_name in g.gr_mem)}
+    for parent in path.resolve().parents:
+        st = parent.stat()
+        if st.st_uid == user.pw_uid:
+            ok = st.st_mode & 0o100
+        elif st.st_gid in groups:
+            ok = st.st_mode & 0o010
+        else:
+            ok = st.st_mode & 0o001
+        if not ok:
+            return False
+    return True
+
+
+def pg_up(port: int | None = None, root: Path | None = None) -> str:
+    """Return a DATABASE_URL that answers, starting the private cluster if needed.
+
+    With `root`, a separate cluster of the caller's own: initialised once under `root`
+    (data in `root`/data, its URL in `root`/database-url, log and socket in `root`) on
+    `port` (default ALFI_PG_PORT or 55432), started unless it runs; DATABASE_URL is not
+    consulted. As root the cluster runs as `postgres`, so `root` is handed to that user
+    (a mktemp directory is 0700) and its parents must let it through."""
+    if root is None and port is None:
+        external = os.environ.get("DATABASE_URL")
+        if external:
+            if database_answers(external):
+                return external
+            log("DATABASE_URL does not answer; starting the private local cluster instead")
     bin_dir = pg_bin_dir() or install_postgres()
-    data = pg_data_dir()
+    own_root = root is not None
+    data = root / "data" if own_root else pg_data_dir()
     user = pg_run_as()
-    port = pg_port()
-    url_file = pg_url_file()
+    port = port or pg_port()
+    url_file = pg_url_file(data.parent)
+    if own_root:
+        data.parent.mkdir(parents=True, exist_ok=True)
+        if user:
+            if not reachable_by(data.parent, user):
+                raise DevstackError(
+                    f"the postgres user cannot reach {data.parent} (a parent directory is "
+                    f"closed to it); pick a root under {tempfile.gettempdir()} or /var/tmp."
+                )
+            os.chown(data.parent, user.pw_uid, user.pw_gid)
     if not (data / "PG_VERSION").exists():
-        shutil.rmtree(data.parent, ignore_errors=True)
+        if own_root:  # never wipe a directory the caller gave: only what we would create
+            shutil.rmtree(data, ignore_errors=True)
+            url_file.unlink(missing_ok=True)
+        else:
+            shutil.rmtree(data.parent, ignore_errors=True)
         data.mkdir(parents=True)
         password = secrets.token_urlsafe(24)
         pwfile = data.parent / "pwfile"
@@ -406,6 +709,13 @@ def pg_up() -> str:
             f"{url_file} is missing but {data} exists: remove {data.parent} to start afresh."
         )
     url = url_file.read_text().strip()
+    if own_root and urlsplit(url).port != port:
+        raise DevstackError(
+            f"the cluster in {data} was made for port {urlsplit(url).port}, not {port}: use "
+            f"that port, or remove {data.parent} to start afresh."
+        )
+    # After a crash (or an immediate stop) postmaster.pid may be left: pg_ctl start
+    # sees its process is gone and starts anyway, with crash recovery.
     ours = (data / "postmaster.pid").exists()
     if port_open("127.0.0.1", port) and not ours:
         raise DevstackError(
@@ -413,6 +723,7 @@ def pg_up() -> str:
             "pick another port with ALFI_PG_PORT, or point at a server with DATABASE_URL."
         )
     if not port_open("127.0.0.1", port):
+        wait_bindable([port])
         log(f"starting PostgreSQL on 127.0.0.1:{port}")
         result = run_pg(
             [str(bin_dir / "pg_ctl"), "-D", str(data), "-l", str(data.parent / "postgres.log"),
@@ -427,12 +738,16 @@ def pg_up() -> str:
     return url
 
 
-def pg_down() -> None:
-    data = pg_data_dir()
+def pg_down(root: Path | None = None, *, immediate: bool = False) -> None:
+    """Stop the private cluster (or the one in `root`): a fast shutdown (a checkpoint,
+    clients disconnected), or with `immediate` a crash: no checkpoint, the next start
+    runs crash recovery from the WAL."""
+    data = root / "data" if root is not None else pg_data_dir()
     bin_dir = pg_bin_dir()
     if bin_dir and (data / "postmaster.pid").exists():
-        log("stopping PostgreSQL")
-        run_pg([str(bin_dir / "pg_ctl"), "-D", str(data), "-m", "fast", "-w", "stop"], pg_run_as())
+        log("crashing PostgreSQL (immediate stop)" if immediate else "stopping PostgreSQL")
+        run_pg([str(bin_dir / "pg_ctl"), "-D", str(data), "-m", "immediate" if immediate else "fast",
+                "-w", "stop"], pg_run_as())
 
 
 # --------------------------------------------------------------------------- run
@@ -547,6 +862,14 @@ def main(argv: list[str]) -> int:
             kafka_down()
         elif command == "pg-down":
             pg_down()
+        elif command == "cluster-up":
+            print(kafka_cluster_up())
+        elif command == "cluster-down":
+            kafka_cluster_down()
+        elif command == "cluster-env":
+            print(f"export KAFKA_BOOTSTRAP_SERVERS={kafka_cluster_up()}\n"
+                  f"export ALFI_KAFKA_REPLICATION_FACTOR={CLUSTER_REPLICATION_FACTOR}\n"
+                  f"export ALFI_KAFKA_MIN_INSYNC_REPLICAS={CLUSTER_MIN_INSYNC}")
         elif command == "status":
             for name, state in status().items():
                 print(f"{name}: {state}")

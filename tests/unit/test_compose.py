@@ -36,6 +36,8 @@ def test_platform_services_match_their_definitions():
              "kafka_bootstrap_servers": env["KAFKA_BOOTSTRAP_SERVERS"]})
         assert settings.database_url.endswith("@postgres:5432/alfi")
         assert settings.kafka_bootstrap_servers == "kafka:29092"
+        assert env["ALFI_KAFKA_REPLICATION_FACTOR"] == "1"  # one broker
+        assert env["ALFI_KAFKA_MIN_INSYNC_REPLICAS"] == "1"
         assert spec["depends_on"]["kafka"]["condition"] == "service_healthy"
         assert spec["depends_on"]["postgres"]["condition"] == "service_healthy"
 
@@ -45,6 +47,18 @@ def test_kafka_is_the_official_image_in_kraft_mode_with_an_internal_listener():
     assert kafka["image"].startswith("apache/kafka:4.1")
     assert kafka["environment"]["KAFKA_PROCESS_ROLES"] == "broker,controller"
     assert "INTERNAL://kafka:29092" in kafka["environment"]["KAFKA_ADVERTISED_LISTENERS"]
+
+
+def test_kafka_log_dirs_live_in_a_named_volume():
+    """The event history must survive a re-created container: log dirs on a named volume,
+    the storage's cluster id pinned so a re-created broker accepts it."""
+    kafka = SERVICES["kafka"]
+    log_dirs = kafka["environment"]["KAFKA_LOG_DIRS"]
+    mounts = {target: source for source, target, *_ in (v.split(":") for v in kafka["volumes"])}
+    for log_dir in log_dirs.split(","):
+        source = next((s for t, s in mounts.items() if log_dir == t or log_dir.startswith(t + "/")), None)
+        assert source in COMPOSE["volumes"], f"{log_dir} is not on a named volume: {mounts}"
+    assert kafka["environment"]["CLUSTER_ID"]
 
 
 def test_prometheus_and_grafana_mount_what_deploy_holds():
