@@ -242,14 +242,18 @@ def _seconds(retry_after: str | None, default: float) -> float:
 
 class Sender:
     def __init__(self, urls: dict[str, str], token: str, bootstrap: str, *, correlation: str,
-                 http_clients: int = 16, kafka_in_flight: int = 32, give_up_after: float = 600.0) -> None:
+                 http_clients: int = 16, kafka_in_flight: int = 32, give_up_after: float = 120.0) -> None:
         self.urls = urls
         self.token = token
         self.bootstrap = bootstrap
         self.correlation = correlation
         self.http_gate = asyncio.Semaphore(http_clients)
         self.kafka_gate = asyncio.Semaphore(kafka_in_flight)
+        # Retries stop this long after the load's window ends: a command still refused
+        # then is given up (and what waits on it skipped), so a stuck platform fails
+        # the run in bounded time instead of holding it.
         self.give_up_after = give_up_after
+        self.deadline = 0.0
         self.tally = Tally()
         self._producer: AIOKafkaProducer | None = None
         self._producer_lock = asyncio.Lock()
@@ -260,6 +264,7 @@ class Sender:
         whose prerequisite was not accepted is skipped."""
         done = {c.n: asyncio.Event() for c in commands}
         started = time.monotonic()
+        self.deadline = started + duration + self.give_up_after
 
         async def one(command: Command) -> None:
             try:
@@ -289,9 +294,8 @@ class Sender:
         assert self._http is not None
         url = self.urls[command.service] + command.path
         unknown = False  # an earlier attempt may have been recorded
-        deadline = time.monotonic() + self.give_up_after
         pause = 0.2
-        while time.monotonic() < deadline:
+        while time.monotonic() < self.deadline:
             if unknown and command.name == "change_referent":
                 recorded = await self._referent_recorded(command)
                 if recorded:
@@ -342,7 +346,7 @@ class Sender:
             self.tally.refusals.append(f"{command.describe()}: {status} {detail}")
             return False
         command.outcome = "gave up"
-        self.tally.refusals.append(f"{command.describe()}: gave up after {self.give_up_after:.0f}s of retries")
+        self.tally.refusals.append(f"{command.describe()}: still not accepted {self.give_up_after:.0f}s after the load")
         return False
 
     async def _referent_recorded(self, command: Command) -> bool | None:
@@ -358,9 +362,9 @@ class Sender:
 
     # ------------------------------------------------------------ Kafka
 
-    async def _producer_started(self) -> AIOKafkaProducer:
+    async def _producer_started(self) -> AIOKafkaProducer | None:
         async with self._producer_lock:
-            while self._producer is None:
+            while self._producer is None and time.monotonic() < self.deadline:
                 # A batch waits for the broker up to request_timeout_ms: longer than any
                 # outage of the schedule, so a produce rarely fails at all.
                 producer = AIOKafkaProducer(bootstrap_servers=self.bootstrap, acks="all", enable_idempotence=True,
@@ -377,9 +381,10 @@ class Sender:
     async def _send_kafka(self, command: Command) -> bool:
         payload = json.dumps({"command": command.name, "data": command.data}).encode()
         headers = [("correlationid", self.correlation.encode())]
-        deadline = time.monotonic() + self.give_up_after
-        while time.monotonic() < deadline:
+        while time.monotonic() < self.deadline:
             producer = await self._producer_started()
+            if producer is None:
+                break
             try:
                 async with self.kafka_gate:
                     await producer.send_and_wait(commands_topic(command.service), payload,
@@ -391,5 +396,5 @@ class Sender:
                 command.resent = True  # the failed produce may have been written
                 await asyncio.sleep(1)
         command.outcome = "gave up"
-        self.tally.refusals.append(f"{command.describe()}: not produced within {self.give_up_after:.0f}s")
+        self.tally.refusals.append(f"{command.describe()}: not produced {self.give_up_after:.0f}s after the load")
         return False

@@ -26,7 +26,7 @@ class Options:
     share: float = 0.2  # of the demo's households (and of its workshops)
     kafka_share: float = 0.3  # of the command chains sent as Kafka commands
     http_clients: int = 16
-    settle_timeout: float = 300.0
+    settle_timeout: float = 180.0
     ports: Ports = CLI_PORTS
     logs: Path | None = None  # the services' logs; a temporary directory when None
 
