@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import re
 import uuid
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
@@ -35,12 +36,23 @@ from .outbox import emit
 log = structlog.get_logger("alfi.commands")
 
 
+# What CloudEvents' correlationid extension accepts (alfi_contracts' Token).
+_TOKEN = re.compile(r"^[A-Za-z0-9._:-]{1,128}$")
+
+
 @dataclass(frozen=True)
 class Context:
     """Who caused this: propagated into every event as correlationid / causationid."""
 
     correlation_id: str
     causation_id: str
+
+    @classmethod
+    def caused_by(cls, causation_id: str, supplied_correlation: str | None) -> Context:
+        """A context keeping the caller's correlation id when it is a valid token, else a
+        new one: a malformed id from HTTP or a Kafka header never refuses a command."""
+        correlation = supplied_correlation if supplied_correlation and _TOKEN.match(supplied_correlation) else None
+        return cls(correlation or str(uuid.uuid4()), causation_id)
 
 
 @dataclass
@@ -122,9 +134,9 @@ class CommandBus:
                 try:
                     async with conn.transaction():  # a savepoint per command
                         message = self.messages.validate_json(record.value or b"")
-                        correlation = _header(record, "correlationid") or str(uuid.uuid4())
-                        causation = f"{tp.topic}:{tp.partition}:{record.offset}"
-                        await self.run(conn, message.command, message.data, Context(correlation, causation))
+                        context = Context.caused_by(f"{tp.topic}:{tp.partition}:{record.offset}",
+                                                    _header(record, "correlationid"))
+                        await self.run(conn, message.command, message.data, context)
                 except ValidationError as error:
                     COMMANDS.labels(self.service, "unreadable", "rejected", "invalid").inc()
                     await self.dead_letter(conn, tp, record, "invalid", describe(error))

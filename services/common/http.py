@@ -5,17 +5,20 @@
 - `require_scope("x:y")`: 401 without a valid bearer token, 403 without the scope.
 - Bodies over `MAX_BODY_BYTES` answer 413 before they are parsed.
 - `X-Correlation-ID` is taken from the request (or made) and travels into every event.
+- PostgreSQL unreachable (a crash, a restart, a failover, the pool out of connections)
+  answers 503 `database_unavailable` with `Retry-After`, from any route or the token
+  check; only what is not understood answers 500.
 """
 
 from __future__ import annotations
 
-import re
 import time
 import uuid
 from collections.abc import Awaitable, Callable
 from typing import Any
 
 import asyncpg
+import structlog
 from fastapi import Depends, FastAPI, HTTPException, Request
 from fastapi.encoders import jsonable_encoder
 from pydantic import BaseModel
@@ -24,14 +27,17 @@ from fastapi.responses import JSONResponse, Response
 from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
+from . import faults
 from .auth import scopes_of
 from .commands import Context
 from .errors import NotYetKnown, Rejected
 from .metrics import HTTP_DURATION, HTTP_REQUESTS, exposition
 
 PROBLEM = "application/problem+json"
+DATABASE_RETRY_AFTER_SECONDS = 2
 MAX_BODY_BYTES = 64 * 1024
-_TOKEN = re.compile(r"^[A-Za-z0-9._:-]{1,128}$")
+
+log = structlog.get_logger("alfi.http")
 
 
 def problem(status: int, title: str, detail: str, **extra: Any) -> JSONResponse:
@@ -67,6 +73,22 @@ def install_problem_handlers(app: FastAPI) -> None:
     @app.exception_handler(HTTPException)
     async def http_error(_request: Request, error: HTTPException) -> JSONResponse:
         return problem(error.status_code, str(error.detail), str(error.detail), headers=error.headers)
+
+    async def database_unavailable(_request: Request, error: Exception) -> JSONResponse:
+        if not faults.database_unavailable(error):
+            raise error  # not PostgreSQL away: the 500 below
+        log.warning("database_unavailable", error=type(error).__name__)
+        return problem(503, "Database unavailable",
+                       "The database is unavailable; nothing was recorded. Retry in a few seconds.",
+                       kind="database_unavailable",
+                       headers={"Retry-After": str(DATABASE_RETRY_AFTER_SECONDS)})
+
+    # Whether PostgreSQL is away is decided in one place (faults.database_unavailable);
+    # the handler is registered under the classes that can say so rather than under
+    # Exception, whose handler answers from the outermost middleware, after the request
+    # metrics have counted a 500.
+    for error_class in (OSError, asyncpg.InterfaceError, asyncpg.PostgresError):
+        app.add_exception_handler(error_class, database_unavailable)
 
     @app.exception_handler(Exception)
     async def unexpected(_request: Request, _error: Exception) -> JSONResponse:
@@ -104,9 +126,7 @@ class BodyLimit:
 
 
 def request_context(request: Request) -> Context:
-    supplied = request.headers.get("x-correlation-id", "")
-    correlation = supplied if _TOKEN.match(supplied) else str(uuid.uuid4())
-    return Context(correlation_id=correlation, causation_id=f"http:{uuid.uuid4()}")
+    return Context.caused_by(f"http:{uuid.uuid4()}", request.headers.get("x-correlation-id"))
 
 
 # Declares the scheme in the OpenAPI document; the checks below give the problem answers.
