@@ -9,11 +9,24 @@ import subprocess
 from pathlib import Path
 
 import pytest
+import yaml
 
 from services.common import metrics
 
 DEPLOY = Path(__file__).resolve().parents[2] / "deploy"
 PROMETHEUS = DEPLOY / "prometheus"
+REPO = DEPLOY.parent
+# What tells a fault: each has a dashboard panel and, but for those that detail another
+# alert's cause, an alert.
+RELIABILITY_METRICS = {
+    "alfi_consumer_running", "alfi_consumer_restarts_total", "alfi_consumer_position_offset",
+    "alfi_consumer_partition_gap_messages", "alfi_consumer_retries_total", "alfi_kafka_broker_up",
+    "alfi_database_up", "alfi_outbox_refused_events_total", "alfi_outbox_set_aside_events",
+}
+DETAIL_ONLY = {
+    "alfi_consumer_restarts_total",  # the reasons behind AlfiConsumerDown
+    "alfi_outbox_set_aside_events",  # the rows AlfiOutboxRefused told about, until put back
+}
 PLATFORM_METRICS = {
     m._name + suffix for m in vars(metrics).values() if hasattr(m, "_name") and hasattr(m, "_type")
     for suffix in ("", "_total", "_bucket", "_count", "_sum")
@@ -58,6 +71,45 @@ def test_dashboard_has_a_row_per_service_and_the_flow():
     assert rows[0].startswith("Flow")
     assert {"intake", "casework", "veille", "stats"} <= set(rows)
     assert all(t["expr"] for p in dashboard["panels"] if p["type"] != "row" for t in p["targets"])
+
+
+def alert_rules() -> list[dict]:
+    groups = yaml.safe_load((PROMETHEUS / "alerts.yml").read_text())["groups"]
+    return [rule for group in groups for rule in group["rules"]]
+
+
+def test_every_alert_has_a_severity_a_summary_a_runbook_and_a_promtool_test():
+    tested = set(re.findall(r"alertname: (\w+)", (PROMETHEUS / "alerts_test.yml").read_text()))
+    readme = (REPO / "README.md").read_text()
+    for rule in alert_rules():
+        name = rule["alert"]
+        assert rule["labels"]["severity"] in ("page", "ticket"), name
+        assert rule["annotations"]["summary"] and rule["annotations"]["runbook"], name
+        assert name in tested, f"{name} has no test in alerts_test.yml"
+        assert f"`{name}`" in readme, f"{name} has no entry in README.md's runbook"
+
+
+def test_reliability_metrics_have_a_panel_in_their_row_and_an_alert():
+    dashboard = json.loads((DEPLOY / "grafana/dashboards/alfi.json").read_text())
+    start = next(i for i, p in enumerate(dashboard["panels"]) if p["title"].startswith("Reliability"))
+    row = []
+    for panel in dashboard["panels"][start + 1:]:
+        if panel["type"] == "row":
+            break
+        row.append(panel)
+    shown = set().union(*(metric_names(t["expr"]) for p in row for t in p["targets"]))
+    assert RELIABILITY_METRICS <= shown, RELIABILITY_METRICS - shown
+    alerted = set().union(*(metric_names(rule["expr"]) for rule in alert_rules()))
+    assert RELIABILITY_METRICS - DETAIL_ONLY <= alerted
+
+
+def test_dashboard_panels_have_unique_ids_and_do_not_overlap():
+    panels = json.loads((DEPLOY / "grafana/dashboards/alfi.json").read_text())["panels"]
+    assert len({p["id"] for p in panels}) == len(panels)
+    cells = [(x, y) for p in panels for x in range(p["gridPos"]["x"], p["gridPos"]["x"] + p["gridPos"]["w"])
+             for y in range(p["gridPos"]["y"], p["gridPos"]["y"] + p["gridPos"]["h"])]
+    assert len(cells) == len(set(cells))
+    assert all(p["gridPos"]["x"] + p["gridPos"]["w"] <= 24 for p in panels)
 
 
 def test_no_metric_label_can_hold_a_person_id():
