@@ -48,15 +48,22 @@ from aiokafka import AIOKafkaConsumer, ConsumerRebalanceListener, TopicPartition
 from aiokafka.errors import KafkaError, OffsetOutOfRangeError
 from aiokafka.structs import ConsumerRecord
 
+from alfi_contracts import ContractError
+
 from . import faults
 from .kafka import Kafka, connection, ensure_topics
 from .metrics import (
-    BATCH_DURATION, CONSUMED, CONSUMER_GAP, CONSUMER_RESTARTS, CONSUMER_RETRIES, CONSUMER_RUNNING,
+    BATCH_DURATION, CONSUMED, CONSUMER_GAP, CONSUMER_RESTARTS, CONSUMER_RETRIES, CONSUMER_RUNNING, DEAD_LETTERS,
 )
 
 log = structlog.get_logger("alfi.consumer")
 
 Batches = dict[TopicPartition, list[ConsumerRecord]]
+
+# Why a record goes to `<topic>.dlq` (alfi-error-kind): the contracts' kinds, the
+# commands' refusals, and a failure the handler did not expect.
+DEAD_LETTER_KINDS = (*ContractError.KINDS, "invalid", "not_found", "conflict", "household_not_yet_known",
+                     "unprocessable")
 
 
 @dataclass(frozen=True)
@@ -187,6 +194,9 @@ class TransactionalConsumer:
         # Set once every assigned partition has been read to its end since start.
         self.caught_up = asyncio.Event()
         CONSUMER_RUNNING.labels(name).set(1)
+        for topic in self.topics:  # series at 0, so the first dead letter shows as an increase
+            for kind in DEAD_LETTER_KINDS:
+                DEAD_LETTERS.labels(topic, kind)
 
     @property
     def running(self) -> bool:

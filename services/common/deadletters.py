@@ -31,7 +31,7 @@ from alfi_contracts.topics import (
 
 from .kafka import read_to_end
 from .metrics import DEAD_LETTERS
-from .outbox import OutboxMessage, enqueue
+from .outbox import REFUSED_BY_BROKER, OutboxMessage, enqueue
 
 REDRIVEN_FROM = "alfi-redriven-from"
 
@@ -110,6 +110,14 @@ async def redrive(bootstrap: str, topic: str, positions: set[tuple[int, int]]) -
     missing = positions - {(d.partition, d.offset) for d in chosen}
     if missing:
         raise LookupError(f"no dead letter at {sorted(missing)} on {topic}")
+    refused = [d for d in chosen if d.headers.get(DLQ_ERROR_KIND) == REFUSED_BY_BROKER]
+    if refused:
+        # The record carries no payload: the event is in its service's outbox, set aside.
+        raise ValueError(
+            "refused_by_broker dead letters carry no payload; put the outbox row back instead"
+            " (UPDATE <alfi-outbox-schema>.outbox SET refused_at = NULL, refusal_kind = NULL,"
+            " refusal_detail = NULL WHERE id = <alfi-outbox-id>): "
+            + ", ".join(f"{d.partition}:{d.offset} (outbox id {d.headers.get('alfi-outbox-id')})" for d in refused))
     producer = AIOKafkaProducer(bootstrap_servers=bootstrap, acks="all", enable_idempotence=True)
     await producer.start()
     try:
@@ -139,7 +147,12 @@ def main(argv: list[str]) -> int:
         print(f"{len(letters)} dead letters in {len(topics)} topics", file=sys.stderr)
         return 0
     positions = {tuple(int(n) for n in o.split(":")) for o in args.offset}
-    for letter in asyncio.run(redrive(bootstrap, args.topic, positions)):
+    try:
+        letters = asyncio.run(redrive(bootstrap, args.topic, positions))
+    except (LookupError, ValueError) as error:
+        print(f"redrive refused: {error}", file=sys.stderr)
+        return 1
+    for letter in letters:
         print(f"re-driven to {letter.source}: {letter.line()}")
     return 0
 
