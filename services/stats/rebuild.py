@@ -44,7 +44,8 @@ class TruncatedHistory(RuntimeError):
                          " the rebuild stopped and the current generation stays in use")
 
 
-async def rebuild(settings: ServiceSettings, progress=None) -> dict:  # noqa: ANN001
+async def rebuild(settings: ServiceSettings, progress=None, topics: tuple[str, ...] = EVENT_TOPICS) -> dict:  # noqa: ANN001
+    """Fill the next generation from offset 0 of `topics`, then switch to it."""
     pool = await create_pool(settings, generations.BASE)
     try:
         async with pool.acquire() as conn:
@@ -57,7 +58,7 @@ async def rebuild(settings: ServiceSettings, progress=None) -> dict:  # noqa: AN
             deferred = await generations.defer_secondary_indexes(conn, target)
         projection = Projector(generations.BASE)
         consumer = TransactionalConsumer(
-            pool, generations.PROJECTOR, EVENT_TOPICS, settings.kafka,
+            pool, generations.PROJECTOR, topics, settings.kafka,
             projection.apply, prepare=projection.prepare, max_records=5000,
             dead_letter=dead_letter_writer(generations.BASE),
             search_path=lambda: generations.search_path(target),

@@ -52,15 +52,16 @@ def rehousing(household_id: UUID, on: date, youth: bool, dalo: bool, landlord: s
                                  confirmed_on=on, youth=youth, dalo_priority=dalo)
 
 
-async def publish(bootstrap: str, items: list) -> list:
-    """Publish events (EventData, or ready CloudEvents paired with their data) to their topics."""
+async def publish(bootstrap: str, items: list, topic: str | None = None) -> list:
+    """Publish events (EventData, or ready CloudEvents paired with their data) to their
+    topics (or all to `topic`)."""
     producer = AIOKafkaProducer(bootstrap_servers=bootstrap, acks="all", enable_idempotence=True, linger_ms=5)
     await producer.start()
     sent = []
     try:
         for item in items:
             event, data = item if isinstance(item, tuple) else (make_event(item), item)
-            await producer.send(events_topic(data.service), encode(event), key=data.key)
+            await producer.send(topic or events_topic(data.service), encode(event), key=data.key)
             sent.append(event)
         await producer.flush()
     finally:
