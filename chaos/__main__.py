@@ -2,7 +2,7 @@
 
     make chaos                              single broker: 55 service kills, 5 broker
                                             outages, 2 PostgreSQL crashes over 330 s
-    make chaos CHAOS_ARGS="--cluster"       three brokers (RF 3, min ISR 2): 12 node kills
+    make chaos CHAOS_ARGS="--cluster"       three brokers (RF 3, min ISR 2): 10 node kills
     make chaos CHAOS_ARGS="--seed 7 --kills 80 --duration 400"
 
 Every option also reads CHAOS_<NAME> from the environment (CHAOS_SEED=7). The services'
@@ -39,7 +39,7 @@ def options(argv: list[str]) -> Options:
                         help="seconds of load and faults (default %(default)s)")
     parser.add_argument("--kills", type=int, default=env("kills", defaults.kills), help="service kill -9s")
     parser.add_argument("--broker-outages", type=int, default=env("broker_outages", None),
-                        help="broker kill -9s, or node kill -9s with --cluster (default 5, 12 with --cluster)")
+                        help="broker kill -9s, or node kill -9s with --cluster (default 5, 10 with --cluster)")
     parser.add_argument("--pg-crashes", type=int, default=env("pg_crashes", defaults.pg_crashes))
     parser.add_argument("--cluster", action="store_true", default=bool(env("cluster", "")),
                         help="a three-broker KRaft cluster, replication factor 3, min.insync.replicas 2")
@@ -49,7 +49,7 @@ def options(argv: list[str]) -> Options:
                         help="share of the command chains sent as Kafka commands (default %(default)s)")
     parser.add_argument("--logs", type=Path, default=env("logs", REPO / ".local" / "chaos" / "logs"))
     args = parser.parse_args(argv)
-    outages = args.broker_outages if args.broker_outages is not None else (12 if args.cluster else 5)
+    outages = args.broker_outages if args.broker_outages is not None else (10 if args.cluster else 5)
     return Options(seed=int(args.seed), duration=float(args.duration), kills=int(args.kills),
                    broker_outages=int(outages), pg_crashes=int(args.pg_crashes), cluster=args.cluster,
                    share=float(args.share), kafka_share=float(args.kafka_share), logs=Path(args.logs))

@@ -51,7 +51,7 @@ def schedule(seed: int, duration: float, kills: int, broker_outages: int, pg_cra
         at = slot * n + rng.uniform(0.15, 0.45) * slot
         if kind == "broker":
             target = str(rng.randint(1, 3)) if cluster else ""
-            faults.append(Fault(at, kind, target, rng.uniform(3, 10) if cluster else rng.uniform(2, 8)))
+            faults.append(Fault(at, kind, target, rng.uniform(2, 6) if cluster else rng.uniform(2, 8)))
         else:
             faults.append(Fault(at, kind, "", rng.uniform(2, 6)))
     return sorted(faults, key=lambda f: f.at)

@@ -102,7 +102,8 @@ class Report:
             f" events: {f.facts_expected} facts expected, lost {len(f.lost)}, doubled {len(f.doubled)},"
             f" unexpected {len(f.unexpected)} (same id republished: {f.republished});"
             f" dead letters: {sum(f.dead_letters.values())}",
-            f"settled in {self.settle_seconds:.0f}s; duration {self.duration:.0f}s: "
+            f"{'settled' if self.settled else 'not settled'} after {self.settle_seconds:.0f}s;"
+            f" duration {self.duration:.0f}s: "
             + ("PASS" if self.ok else "FAIL: " + "; ".join(self.failures())),
         ]
 
