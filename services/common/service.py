@@ -81,6 +81,7 @@ class Runtime:
     # What the observer last saw of Kafka (readiness reports it; it never blocks on it).
     broker_up: bool = False
     probe: AIOKafkaConsumer | None = None
+    probe_lock: asyncio.Lock = field(default_factory=asyncio.Lock)
 
     def __post_init__(self) -> None:
         self.bus = CommandBus(self.definition.name, self.schema, self.definition.handlers,
@@ -172,15 +173,23 @@ class Runtime:
     async def _end_offsets(self) -> dict[TopicPartition, int]:
         """The end offset of every partition the consumers read, from a client of the
         observer's own (no group): it answers whatever state the consumers are in."""
-        if self.probe is None:
-            self.probe = AIOKafkaConsumer(**self.settings.kafka.client_options(), enable_auto_commit=False,
-                                          client_id=f"alfi-{self.definition.name}-observer",
-                                          request_timeout_ms=4000, metadata_max_age_ms=30_000)
-            await self.probe.start()
-        await self.probe.topics()  # a metadata request: fails while Kafka is unreachable
+        async with self.probe_lock:  # the observer and the reports API share one client
+            if self.probe is None:
+                probe = AIOKafkaConsumer(**self.settings.kafka.client_options(), enable_auto_commit=False,
+                                         client_id=f"alfi-{self.definition.name}-observer",
+                                         request_timeout_ms=4000, metadata_max_age_ms=30_000)
+                try:
+                    await probe.start()
+                except BaseException:
+                    with contextlib.suppress(Exception):
+                        await probe.stop()
+                    raise
+                self.probe = probe
+            probe = self.probe
+        await probe.topics()  # a metadata request: fails while Kafka is unreachable
         topics = {t for c in self.consumers for t in c.topics}
-        tps = [TopicPartition(t, p) for t in topics for p in (self.probe.partitions_for_topic(t) or ())]
-        return await self.probe.end_offsets(tps) if tps else {}
+        tps = [TopicPartition(t, p) for t in topics for p in (probe.partitions_for_topic(t) or ())]
+        return await probe.end_offsets(tps) if tps else {}
 
     async def _drop_probe(self) -> None:
         probe, self.probe = self.probe, None
