@@ -90,7 +90,8 @@ def make_broker(
 ) -> KafkaBroker:
     kafka = connection(kafka)
     return KafkaBroker(
-        kafka.bootstrap_servers,
+        # A list: FastStream would read "h1:p1,h2:p2" as one host name.
+        [server.strip() for server in kafka.bootstrap_servers.split(",") if server.strip()],
         security=kafka.faststream_security(),
         client_id=client_id,
         acks="all",

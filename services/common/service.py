@@ -28,7 +28,7 @@ from alfi_contracts.topics import commands_topic, dead_letter_topic, events_topi
 from . import faults
 from .auth import migrate_auth
 from .commands import CommandBus, Handler, RetryPolicy
-from .consumer import TransactionalConsumer, stored_positions
+from .consumer import TransactionalConsumer, backoff, stored_positions
 from .deadletters import dead_letter_writer
 from .db import create_pool
 from .http import BodyLimit, RequestMetrics, install_health_and_metrics, install_problem_handlers
@@ -98,12 +98,20 @@ class Runtime:
         return files + sql_files(self.definition.sql_dir)
 
     async def start(self) -> None:
-        self.pool = await create_pool(self.settings, self.schema)
-        async with self.pool.acquire() as conn:
-            await migrate(conn, self.schema, self.migration_files())
-            await migrate_auth(conn)
-            if self.definition.on_start:
-                await self.definition.on_start(self, conn)
+        attempt = 0
+        while True:
+            try:
+                await self._prepare_database()
+                break
+            except Exception as error:
+                if not faults.database_unavailable(error):
+                    raise  # a failed migration or a bug: exit, the log names it
+                attempt += 1
+                delay = backoff(attempt, cap=10.0)
+                # A PostgreSQL down or recovering at start is waited for, not a reason to exit
+                # (an orchestrator would restart the process into the same wait).
+                log.warning("database_unavailable_at_start", error=type(error).__name__, retry_in_s=round(delay, 1))
+                await asyncio.sleep(delay)
         name = self.definition.name
         own_topics = self.definition.publishes
         if own_topics is None:
@@ -129,6 +137,15 @@ class Runtime:
         self.tasks = [asyncio.create_task(self.relay.run(), name=f"{name}-relay"),
                       asyncio.create_task(self.observe(), name=f"{name}-observer"), *self.consumer_tasks]
         log.info("service_started", port=self.settings.http_port)
+
+    async def _prepare_database(self) -> None:
+        if self.pool is None:
+            self.pool = await create_pool(self.settings, self.schema)
+        async with self.pool.acquire() as conn:
+            await migrate(conn, self.schema, self.migration_files())
+            await migrate_auth(conn)
+            if self.definition.on_start:
+                await self.definition.on_start(self, conn)
 
     async def stop(self) -> None:
         """Graceful drain (SIGTERM): consumers finish the poll in hand, then the rest stops.

@@ -119,3 +119,22 @@ async def test_database_away_answers_503_with_retry_after_then_recovers(server_d
             metrics = (await intake.get("/metrics")).text
             assert 'route="/v1/households",service="intake",status="503"' in metrics
             await forwarder.cut()  # the service stops with its database away, too
+
+
+async def test_a_service_started_while_the_database_is_away_waits_for_it(server_database_url: str):
+    async with fresh_database(server_database_url) as database_url:
+        server = urlsplit(database_url)
+        forwarder = Forwarder(server.hostname or "127.0.0.1", server.port or 5432)
+        forwarder.port = unused_port()  # nothing listens there yet: the database is "down"
+
+        async def database_back_later() -> None:
+            await asyncio.sleep(3)
+            await forwarder.start()
+
+        returning = asyncio.create_task(database_back_later())
+        async with intake_through(forwarder, database_url) as intake:  # started, not exited
+            assert returning.done()
+            assert (await intake.get("/health/live")).status_code == 200
+            ready = (await intake.get("/health/ready")).json()
+            assert ready["checks"]["database"] is True
+        await forwarder.cut()

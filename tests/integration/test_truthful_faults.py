@@ -123,3 +123,17 @@ async def test_while_kafka_is_down_commands_are_accepted_and_readiness_says_so(p
     assert BROKER_UP.labels("intake")._value.get() == 1
     ready = (await platform.intake.get("/health/ready")).json()
     assert ready["checks"]["broker"] is True and all(ready["checks"].values())
+
+
+async def test_a_list_of_brokers_is_read_as_a_list(kafka_bootstrap):
+    # One address of the list is dead: the client bootstraps from another, as on a cluster
+    # with a broker down (FastStream would read the whole string as one host name).
+    from services.common.kafka import make_broker
+    from tests.integration.test_database_faults import unused_port
+
+    broker = make_broker(f"127.0.0.1:{unused_port()},{kafka_bootstrap}", "test-list")
+    await broker.start()
+    try:
+        await broker.publish(b"x", "test.brokers.list", key=b"k")
+    finally:
+        await broker.stop()
