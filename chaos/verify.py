@@ -84,7 +84,8 @@ async def _pending(stack: Stack, http: aiohttp.ClientSession) -> str:
     conn = await asyncpg.connect(stack.database_url)
     try:
         for schema in ALL_SERVICES:
-            backlog = await conn.fetchval(f'SELECT count(*) FROM "{schema}".outbox WHERE published_at IS NULL')
+            backlog = await conn.fetchval(  # pending: neither published nor set aside as refused
+                f'SELECT count(*) FROM "{schema}".outbox WHERE published_at IS NULL AND refused_at IS NULL')
             if backlog:
                 return f"{schema} outbox holds {backlog} unpublished"
         consumed = {}
