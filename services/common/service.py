@@ -82,6 +82,7 @@ class Runtime:
     broker_up: bool = False
     probe: AIOKafkaConsumer | None = None
     probe_lock: asyncio.Lock = field(default_factory=asyncio.Lock)
+    partitions: dict[str, list[int]] = field(default_factory=dict)  # per topic, from the probe
 
     def __post_init__(self) -> None:
         self.bus = CommandBus(self.definition.name, self.schema, self.definition.handlers,
@@ -174,7 +175,7 @@ class Runtime:
             except Exception as error:  # noqa: BLE001 - the gauge says so; the next round tells again
                 DATABASE_UP.labels(name).set(0 if faults.database_unavailable(error) else 1)
             try:
-                ends = await asyncio.wait_for(self._end_offsets(), interval)
+                ends = await asyncio.wait_for(self._end_offsets(probing=True), interval)
                 self.broker_up = True
             except Exception:  # noqa: BLE001 - any failure to answer is "Kafka unreachable"
                 self.broker_up = False
@@ -187,9 +188,10 @@ class Runtime:
                     pass
             await asyncio.sleep(interval)
 
-    async def _end_offsets(self) -> dict[TopicPartition, int]:
+    async def _end_offsets(self, probing: bool = False) -> dict[TopicPartition, int]:
         """The end offset of every partition the consumers read, from a client of the
-        observer's own (no group): it answers whatever state the consumers are in."""
+        observer's own (no group): it answers whatever state the consumers are in.
+        `probing`: also ask for the cluster's metadata (the observer's broker check)."""
         async with self.probe_lock:  # the observer and the reports API share one client
             if self.probe is None:
                 probe = AIOKafkaConsumer(**self.settings.kafka.client_options(), enable_auto_commit=False,
@@ -203,9 +205,13 @@ class Runtime:
                     raise
                 self.probe = probe
             probe = self.probe
-        await probe.topics()  # a metadata request: fails while Kafka is unreachable
         topics = {t for c in self.consumers for t in c.topics}
-        tps = [TopicPartition(t, p) for t in topics for p in (probe.partitions_for_topic(t) or ())]
+        if probing or any(t not in self.partitions for t in topics):
+            # A metadata request (fails while Kafka is unreachable). aiokafka's public
+            # `topics()` discards the partitions it learns; the client's call keeps them.
+            cluster = await probe._client.fetch_all_metadata()
+            self.partitions = {t: sorted(cluster.partitions_for_topic(t) or ()) for t in topics}
+        tps = [TopicPartition(t, p) for t in topics for p in self.partitions.get(t, ())]
         return await probe.end_offsets(tps) if tps else {}
 
     async def _drop_probe(self) -> None:
