@@ -27,6 +27,13 @@ async def send(bootstrap: str, topic: str, values: list[bytes]) -> None:
         await producer.stop()
 
 
+def interview_command(household: str) -> bytes:
+    """A record_interview Kafka command for that household, as an upstream sends it."""
+    return json.dumps({"command": "record_interview", "data": {
+        "interview_id": str(uuid4()), "household_id": household, "worker_id": "sw-017", "held_on": "2023-02-02",
+        "mode": "phone", "topics": ["rights"], "duration_minutes": 20}}).encode()
+
+
 async def test_commands_topic_runs_the_same_rules_and_dead_letters_the_rest(platform):
     good = enrolment()
     conflicting = enrolment(household_id=good["household_id"], children=5)
@@ -157,9 +164,7 @@ async def test_a_dead_letter_is_listed_and_redriven_once_its_cause_is_fixed(plat
 
     body = enrolment()
     household = body["household_id"]
-    command = json.dumps({"command": "record_interview", "data": {
-        "interview_id": str(uuid4()), "household_id": household, "worker_id": "sw-017", "held_on": "2023-02-02",
-        "mode": "phone", "topics": ["rights"], "duration_minutes": 20}}).encode()
+    command = interview_command(household)
     await send(platform.bootstrap, "alfi.casework.commands", [command])  # household not known yet
 
     async def listed():

@@ -6,7 +6,6 @@ their history."""
 from __future__ import annotations
 
 import asyncio
-import json
 from uuid import UUID, uuid4
 
 from aiokafka.admin import AIOKafkaAdminClient, NewTopic
@@ -14,7 +13,7 @@ from aiokafka.admin import AIOKafkaAdminClient, NewTopic
 from services.common.kafka import KEEP_FOREVER, ensure_topics, topic_configs
 from services.common.metrics import BROKER_UP, CONSUMER_LAG
 from services.common.deadletters import read_all
-from tests.integration.test_delivery import send
+from tests.integration.test_delivery import interview_command, send
 from tests.integration.test_intake import enrolment
 from tests.support import wait_until
 
@@ -22,9 +21,7 @@ from tests.support import wait_until
 async def test_a_kafka_command_before_its_household_is_replicated_is_retried_not_dead_lettered(platform):
     body = enrolment()
     household = body["household_id"]
-    command = json.dumps({"command": "record_interview", "data": {
-        "interview_id": str(uuid4()), "household_id": household, "worker_id": "sw-018", "held_on": "2023-03-03",
-        "mode": "office", "topics": ["housing"], "duration_minutes": 30}}).encode()
+    command = interview_command(household)
     await send(platform.bootstrap, "alfi.casework.commands", [command])
     await asyncio.sleep(1.5)  # the command has been tried and deferred at least once
     assert (await platform.intake.post("/v1/households", json=body, headers=platform.auth())).status_code == 201
