@@ -22,7 +22,7 @@ TRANSIENT_KAFKA_MESSAGES = (
     "Failed fetch messages", "Failed fetch offsets", "FindCoordinator Request failed",
     "Heartbeat", "OffsetCommit failed before join", "Failed to commit on finallization",
     "Topic %s not found in cluster metadata", "Error fetching metadata for topic",
-    "LeaveGroup request failed",
+    "LeaveGroup request failed", "Error sending %s to node %s",
 )
 
 
