@@ -178,6 +178,7 @@ class TransactionalConsumer:
         self.full_history = full_history
         self.positions: dict[TopicPartition, int] = {}
         self.gaps: dict[TopicPartition, Gap] = {}
+        self.unstored: set[TopicPartition] = set()  # assigned with no stored position
         self.deferred: dict[TopicPartition, tuple[int, float]] = {}  # tp -> (offset, resume at)
         self.consumer: AIOKafkaConsumer | None = None
         self.conn: asyncpg.Connection | None = None  # held while consuming
@@ -340,30 +341,32 @@ class TransactionalConsumer:
     # ------------------------------------------------------------------ positions and gaps
 
     async def seek_to_stored(self, assigned: list[TopicPartition]) -> None:
-        """On assignment: seek each partition to its stored position, or stop it on a gap."""
+        """On assignment: seek each partition to its stored position (a partition never
+        applied: to offset 0, or, for a topic that expires, to its log start).
+
+        No Kafka request here: it runs inside the group's rebalance, where a request to a
+        partition leader that just moved could fail and leave partitions without any
+        position. A position outside the log makes the next fetch fail with
+        OffsetOutOfRange (the reset policy is "none"), which `_out_of_range` handles."""
         async with self.pool.acquire() as conn, conn.transaction():
             await self.enter_schema(conn)
             positions = await stored_positions(conn, self.name)
         consumer = self.consumer
         assert consumer is not None
-        starts = await consumer.beginning_offsets(assigned) if assigned else {}
-        ends = await consumer.end_offsets(assigned) if assigned else {}
         for tp in assigned:
             stored = positions.get(tp)
-            gap = gap_of(stored, starts[tp], ends[tp], self.full_history)
-            if gap is not None:
-                self._stop_on_gap(tp, gap)
-                # A valid position for the client, which asks for one even while paused
-                # (reset policy "none" would raise); nothing is read from it.
-                consumer.seek(tp, ends[tp])
-                continue
-            self._clear_gap(tp)
-            position = starts[tp] if stored is None else stored
+            if stored is None:
+                self.unstored.add(tp)
+            position = 0 if stored is None else stored
             consumer.seek(tp, position)
             self.positions[tp] = position
+            if self.gaps.pop(tp, None) is not None:  # the next fetch says whether it still is one
+                consumer.resume(tp)
+                CONSUMER_GAP.labels(self.name, tp.topic, str(tp.partition)).set(0)
 
     def forget(self, tp: TopicPartition) -> None:
         self.positions.pop(tp, None)
+        self.unstored.discard(tp)
         self.deferred.pop(tp, None)
         if self.gaps.pop(tp, None) is not None:
             CONSUMER_GAP.labels(self.name, tp.topic, str(tp.partition)).set(0)
@@ -387,23 +390,43 @@ class TransactionalConsumer:
         CONSUMER_GAP.labels(self.name, tp.topic, str(tp.partition)).set(0)
 
     async def _out_of_range(self, error: OffsetOutOfRangeError) -> None:
-        """The broker says a fetch position is outside the log: a gap found while running
-        (the topic was recreated, or records were deleted under the consumer)."""
+        """The broker says a fetch position is outside the log: a partition never applied
+        whose log no longer starts at 0, a position below the log start (records
+        deleted) or above the end (the topic was recreated)."""
         assert self.consumer is not None
         fetched = error.args[0] if error.args and isinstance(error.args[0], dict) else {}
         tps = list(fetched) or [tp for tp in self.consumer.assignment() if tp not in self.gaps]
         starts = await self.consumer.beginning_offsets(tps)
         ends = await self.consumer.end_offsets(tps)
         for tp in tps:
-            position = self.positions.get(tp, fetched.get(tp, 0))
-            self._stop_on_gap(tp, gap_of(position, starts[tp], ends[tp], self.full_history)
-                              or Gap(position, starts[tp], ends[tp]))
-            self.consumer.seek(tp, ends[tp])  # a valid position while paused (see seek_to_stored)
+            never_applied = tp in self.unstored and self.positions.get(tp, 0) == 0
+            position = None if never_applied else self.positions.get(tp, fetched.get(tp, 0))
+            gap = gap_of(position, starts[tp], ends[tp], self.full_history)
+            if gap is None:  # a topic that expires, read from where it starts now
+                self.consumer.seek(tp, starts[tp])
+                self.positions[tp] = starts[tp]
+                continue
+            self._stop_on_gap(tp, gap)
+            self.consumer.seek(tp, ends[tp])  # a valid position while paused: nothing is read
 
     async def _recheck_gaps(self) -> None:
-        """An operator may have moved a stopped partition's stored position: seek again."""
+        """An operator may have moved a stopped partition's stored position: if it is in
+        the log now, seek there and read on."""
+        assert self.consumer is not None
         self.gaps_checked = time.monotonic()
-        await self.seek_to_stored(list(self.gaps))
+        tps = list(self.gaps)
+        async with self.pool.acquire() as conn, conn.transaction():
+            await self.enter_schema(conn)
+            positions = await stored_positions(conn, self.name)
+        starts = await self.consumer.beginning_offsets(tps)
+        ends = await self.consumer.end_offsets(tps)
+        for tp in tps:
+            stored = positions.get(tp)
+            if gap_of(stored, starts[tp], ends[tp], self.full_history) is None:
+                position = starts[tp] if stored is None else stored
+                self.consumer.seek(tp, position)
+                self.positions[tp] = position
+                self._clear_gap(tp)
 
     def _resume_due(self) -> None:
         if not self.deferred:
@@ -478,6 +501,7 @@ class TransactionalConsumer:
             return
         fresh, positions, deferrals = applied
         self.positions.update(positions)
+        self.unstored.difference_update(positions)
         if deferrals:
             self._defer(deferrals)
         self.applied += sum(len(records) for records in fresh.values())
