@@ -186,6 +186,7 @@ class TransactionalConsumer:
         self.committing: asyncio.Task | None = None  # the background Kafka commit
         self.state = "starting"  # running | waiting | failed (restarting after a failure)
         self.failures = 0
+        self.progressed = False  # a poll answered since the last (re)connection
         self.applied = 0
         self.dead_lettered = 0
         self.stopping = False
@@ -226,7 +227,9 @@ class TransactionalConsumer:
                     CONSUMER_RESTARTS.labels(self.name, type(error).__name__).inc()
                     log.error("consumer_failed", consumer=self.name, error=faults.where(error),
                               restarts=self.failures)
-                attempt += 1
+                # The backoff grows while failures follow each other, and starts again
+                # after the consumer has read again.
+                attempt = 1 if self.progressed else attempt + 1
                 await asyncio.sleep(backoff(attempt))
             else:
                 attempt = 0
@@ -234,6 +237,7 @@ class TransactionalConsumer:
     async def _consume(self) -> None:
         # Subscribing to a topic that does not exist yet would only notice it at the next
         # metadata refresh (5 min by default): create it first, with the platform's layout.
+        self.progressed = False
         await ensure_topics(self.kafka, self.topics)
         self.consumer = AIOKafkaConsumer(
             **self.kafka.client_options(), group_id=self.group_id,
@@ -294,6 +298,7 @@ class TransactionalConsumer:
             self.consumer = None
 
     def _mark_running(self) -> None:
+        self.progressed = True
         if self.state != "running":
             if self.state == "failed":
                 log.info("consumer_recovered", consumer=self.name)
