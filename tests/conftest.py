@@ -34,6 +34,15 @@ def kafka() -> Iterator[infra.Kafka]:
         yield broker
 
 
+@pytest.fixture
+def stoppable_kafka(kafka: infra.Kafka) -> infra.Kafka:
+    """The session's broker, for tests that stop and restart it: only one this session
+    started itself (never a broker given in KAFKA_BOOTSTRAP_SERVERS, which is not ours)."""
+    if kafka.local is None:
+        pytest.skip("needs a broker this test session started and may stop (KAFKA_BOOTSTRAP_SERVERS is set)")
+    return kafka
+
+
 @pytest.fixture(scope="session")
 def kafka_bootstrap(kafka: infra.Kafka) -> str:
     return kafka.bootstrap
