@@ -163,12 +163,15 @@ class CommandBus:
 
 class RetryPolicy:
     """How often a deferred record is tried again: exponential backoff from `base`
-    seconds, `attempts` tries in all (counted per record, in memory: a restart starts
+    seconds up to `max_delay`, `attempts` tries in all (the default, about 4 minutes,
+    outlasts a broker restart, during which the household's enrolment cannot reach the
+    replica) (counted per record, in memory: a restart starts
     the count again, which only delays the dead letter)."""
 
-    def __init__(self, attempts: int = 6, base: float = 0.5) -> None:
+    def __init__(self, attempts: int = 14, base: float = 0.5, max_delay: float = 30.0) -> None:
         self.attempts = attempts
         self.base = base
+        self.max_delay = max_delay
         self.tried: dict[tuple[str, int, int], int] = {}
 
     def defer(self, tp: TopicPartition, offset: int, reason: str) -> Deferral | None:
@@ -177,7 +180,7 @@ class RetryPolicy:
         if tried >= self.attempts:
             self.tried.pop(key, None)
             return None
-        return Deferral(offset, self.base * 2 ** (tried - 1), reason)
+        return Deferral(offset, min(self.base * 2 ** (tried - 1), self.max_delay), reason)
 
     def forget(self, tp: TopicPartition, offset: int) -> None:
         if self.tried:

@@ -39,8 +39,10 @@ class ServiceSettings(BaseSettings):
     # enough to be consumed after an outage, not forever. Event topics keep everything.
     kafka_command_retention_ms: int = Field(14 * 24 * 3600 * 1000, ge=3600 * 1000)
     # A Kafka command whose household is not replicated yet is retried this many times,
-    # with exponential backoff from `command_retry_base_seconds`, before its dead letter.
-    command_retry_attempts: int = Field(6, ge=1)
+    # with exponential backoff from `command_retry_base_seconds` (at most 30 s apart),
+    # before its dead letter: 14 tries span about 4 minutes, longer than a broker restart
+    # (the enrolment cannot reach the replica meanwhile; a chaos run showed 15 s is not).
+    command_retry_attempts: int = Field(14, ge=1)
     command_retry_base_seconds: float = Field(0.5, gt=0)
     http_host: str = "127.0.0.1"
     http_port: int = 8000

@@ -49,7 +49,9 @@ async def running_platform(bootstrap: str, database_url: str) -> AsyncIterator[P
     async with contextlib.AsyncExitStack() as stack:
         for definition in (INTAKE, CASEWORK, VEILLE, STATS):
             settings = ServiceSettings(service=definition.name, database_url=database_url,
-                                       kafka_bootstrap_servers=bootstrap, http_port=definition.default_port)
+                                       kafka_bootstrap_servers=bootstrap, http_port=definition.default_port,
+                                       # a household never enrolled is dead-lettered in 7.5 s, not 4 min
+                                       command_retry_attempts=5)
             runtime = Runtime(definition, settings)
             app = runtime.app()
             await stack.enter_async_context(app.router.lifespan_context(app))
