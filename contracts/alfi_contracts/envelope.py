@@ -13,8 +13,10 @@ from typing import Annotated, Any, Literal, Union
 from uuid import UUID, uuid4
 
 from pydantic import AwareDatetime, BaseModel, ConfigDict, Field, StringConstraints, TypeAdapter, ValidationError
+from pydantic_core import ErrorDetails
 from typing_extensions import NotRequired, TypedDict  # pydantic needs this TypedDict before 3.12
 
+from .commands import COMMAND_MESSAGES
 from .events import EVENTS_BY_TYPE, EventData
 from .upcasting import UnknownVersion, upcast
 
@@ -90,11 +92,129 @@ class ContractError(ValueError):
         self.detail = detail
 
 
+# ---------------------------------------------------------------- errors that never echo input
+#
+# A validation error is told as a JSON pointer and a message, to an HTTP client, in a
+# dead-letter header, in a log. Neither may quote the input, which may be special-category
+# personal data: the pointer holds only the contracts' field names and list positions (a
+# key from the input - an unknown field, a free dict's key - ends it), unknown fields are
+# counted under their parent, never named, and the message is pydantic's only for the
+# error types whose message cannot hold input; every other type has a fixed one.
+
+
+class FieldProblem(BaseModel):
+    """One thing wrong with a message, safe to show anyone."""
+
+    model_config = ConfigDict(frozen=True)
+
+    pointer: str  # RFC 6901, "/" for the whole message: "/reviewed/0/decision"
+    message: str
+    unknown_fields: int = 0  # > 0: this many unknown fields in the object at `pointer`
+
+
+def _property_names(schema: Any) -> set[str]:  # noqa: ANN401 - any part of a JSON Schema
+    if isinstance(schema, list):
+        return {name for part in schema for name in _property_names(part)}
+    if not isinstance(schema, dict):
+        return set()
+    return set(schema.get("properties", ())).union(*map(_property_names, schema.values()))
+
+
+# Every field name of every envelope, event and command message, nested models included.
+_FIELD_NAMES = frozenset(
+    name for model in (CloudEvent, *EVENTS_BY_TYPE.values(), *COMMAND_MESSAGES.values())
+    for name in _property_names(model.model_json_schema())
+)
+# What pydantic puts in `loc` for the member of a tagged union: not part of the document.
+_UNION_TAGS = frozenset(COMMAND_MESSAGES) | frozenset(EVENTS_BY_TYPE)
+
+# Error types whose pydantic message says what is expected from the schema alone (the
+# allowed values, the pattern, the bounds), never what was given.
+_MESSAGE_FROM_SCHEMA = frozenset({
+    "missing", "model_type", "model_attributes_type", "dict_type", "list_type", "tuple_type",
+    "set_type", "frozen_set_type", "iterable_type", "none_required", "json_type",
+    "string_type", "string_unicode", "string_not_ascii", "string_too_short", "string_too_long",
+    "string_pattern_mismatch", "enum", "literal_error", "bool_type", "bool_parsing",
+    "int_type", "int_parsing", "int_parsing_size", "int_from_float", "float_type", "float_parsing",
+    "finite_number", "greater_than", "greater_than_equal", "less_than", "less_than_equal",
+    "multiple_of", "too_short", "too_long", "uuid_type", "uuid_version", "date_type",
+    "date_from_datetime_inexact", "datetime_type", "timezone_aware", "timezone_naive",
+    "frozen_field", "frozen_instance", "recursion_loop",
+    "iso_date",  # vocabulary.IsoDate's own error, a fixed message
+})
+_DATE = "must be a calendar date YYYY-MM-DD"
+_DATETIME = "must be a date and time with its UTC offset (RFC 3339)"
+# Error types whose pydantic message (or context) may quote the input.
+_FIXED_MESSAGES = {
+    "uuid_parsing": "must be a UUID",  # "... found `J` at 1"
+    "json_invalid": "is not valid JSON",
+    "date_parsing": _DATE,
+    "date_from_datetime_parsing": _DATE,
+    "datetime_parsing": _DATETIME,
+    "datetime_from_date_parsing": _DATETIME,
+    "datetime_object_invalid": _DATETIME,
+    "union_tag_not_found": "Field required",
+}
+# What the contracts' own validators raise (vocabulary.py, events.py): fixed text. Any
+# other value_error (one that might format the value) is told as "is not valid".
+_VALIDATOR_MESSAGES = frozenset({
+    "must be an ISO date YYYY-MM-DD", "must be an ISO date YYYY-MM-DD, not a number",
+    "must not repeat a value", "a meeting reviews each situation once",
+})
+
+
+def _pointer(loc: tuple[str | int, ...], names: frozenset[str]) -> str:
+    parts: list[str] = []
+    for part in loc:
+        if isinstance(part, int):
+            parts.append(str(part))
+        elif part in names:
+            parts.append(part)
+        elif part not in _UNION_TAGS:
+            break  # a key from the input: neither it nor what is below it is told
+    return "/" + "/".join(parts)
+
+
+def _message(error: Any) -> str:  # noqa: ANN401 - one of ValidationError.errors()
+    kind, context = error["type"], error.get("ctx") or {}
+    if kind in _MESSAGE_FROM_SCHEMA:
+        return error["msg"]
+    if kind == "union_tag_invalid":  # "Input tag 'xyz' found using..." names the given tag
+        what = "commands" if context.get("discriminator") == "'command'" else "values"
+        return f"must be one of the known {what}: {context.get('expected_tags', '')}"
+    if kind == "value_error" and error["msg"].removeprefix("Value error, ") in _VALIDATOR_MESSAGES:
+        return error["msg"].removeprefix("Value error, ")
+    return _FIXED_MESSAGES.get(kind, "is not valid")
+
+
+def field_problems(errors: list[ErrorDetails], known: frozenset[str] = frozenset()) -> list[FieldProblem]:
+    """`ValidationError.errors()` as problems that never quote the input. `known`: names
+    besides the contracts' fields that may appear in a pointer (an HTTP route's query or
+    path parameters: they come from the code, not from the request)."""
+    names = _FIELD_NAMES | known
+    found: dict[tuple[str, str], int] = {}  # (pointer, message) -> unknown fields counted
+    for error in errors:
+        loc = tuple(error["loc"])
+        if error["type"] == "extra_forbidden":
+            parent = (_pointer(loc[:-1], names), "")
+            found[parent] = found.get(parent, 0) + 1
+            continue
+        pointer = "/" if error["type"] == "json_invalid" else _pointer(loc, names)
+        if error["type"].startswith("union_tag_"):  # about the discriminator field ("command")
+            field = str((error.get("ctx") or {}).get("discriminator", "")).strip("'")
+            pointer = f"{pointer.rstrip('/')}/{field}" if field in names else pointer
+        found.setdefault((pointer, _message(error)), 0)
+    return [
+        FieldProblem(pointer=pointer, message=message or f"{count} unknown field{'' if count == 1 else 's'}",
+                     unknown_fields=count)
+        for (pointer, message), count in found.items()
+    ]
+
+
 def describe(error: ValidationError) -> str:
-    """Field paths and messages only: never the offending input, which may be personal."""
-    return "; ".join(
-        f"{'.'.join(str(p) for p in e['loc']) or '(body)'}: {e['msg']}" for e in error.errors()
-    )
+    """The problems as one line (dead-letter headers, ContractError): pointers and
+    messages only, never the offending input, which may be personal."""
+    return "; ".join(f"{p.pointer}: {p.message}" for p in field_problems(error.errors()))
 
 
 def _as_fields(model: type[BaseModel], **replaced: Any) -> type:  # noqa: ANN401
@@ -164,7 +284,7 @@ def decode(raw: bytes | str | dict[str, Any]) -> tuple[CloudEvent, EventData]:
         raise ContractError("invalid_envelope", describe(error)) from None
     model = EVENTS_BY_TYPE.get(envelope.type)
     if model is None:
-        raise ContractError("unknown_type", f"no event type {envelope.type!r}")
+        raise ContractError("unknown_type", "/type: not an event type this reader knows")  # never the given one
     try:
         data = model.model_validate(
             upcast(envelope.type, envelope.schema_version, model.version, envelope.data)

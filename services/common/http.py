@@ -1,7 +1,8 @@
 """The HTTP side every service shares: problems, auth, limits, correlation, health, metrics.
 
 - Errors are RFC 9457 `application/problem+json`; validation problems list each
-  offending field in `errors` and name them in `detail`, without echoing the input.
+  offending field as a JSON pointer in `errors` and `detail`, and count unknown fields
+  under their parent: never a value nor an unknown field's name (it may be personal).
 - `require_scope("x:y")`: 401 without a valid bearer token, 403 without the scope.
 - Bodies over `MAX_BODY_BYTES` answer 413 before they are parsed.
 - `X-Correlation-ID` is taken from the request (or made) and travels into every event.
@@ -27,6 +28,8 @@ from fastapi.responses import JSONResponse, Response
 from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
+from alfi_contracts.envelope import FieldProblem, field_problems
+
 from . import faults
 from .auth import scopes_of
 from .commands import Context
@@ -48,17 +51,27 @@ def problem(status: int, title: str, detail: str, **extra: Any) -> JSONResponse:
     )
 
 
-def _field(loc: tuple) -> str:
-    parts = [str(p) for p in loc if p not in ("body", "query", "path", "header")]
-    return ".".join(parts) or "body"
+def _problems(error: RequestValidationError) -> list[FieldProblem]:
+    """FastAPI's `loc` starts with where the value was read ("body", "query", "path"...),
+    left out of the pointer. A query, path or header parameter is named by the route, not
+    by the request, so its name may be told."""
+    errors = [{**e, "loc": tuple(e["loc"][1:])} for e in error.errors()]
+    declared = frozenset(e["loc"][1] for e in error.errors()
+                         if e["loc"][0] != "body" and len(e["loc"]) > 1 and isinstance(e["loc"][1], str))
+    return field_problems(errors, known=declared)
 
 
 def install_problem_handlers(app: FastAPI) -> None:
     @app.exception_handler(RequestValidationError)
     async def invalid(_request: Request, error: RequestValidationError) -> JSONResponse:
-        errors = [{"field": _field(e["loc"]), "message": e["msg"]} for e in error.errors()]
-        names = ", ".join(dict.fromkeys(e["field"] for e in errors))
-        return problem(422, "Invalid request", f"Check these fields: {names}.", errors=errors)
+        # Pointers and fixed messages only: neither a value nor an unknown field's name,
+        # which may be personal data, is sent back (alfi_contracts.envelope.field_problems).
+        problems = _problems(error)
+        pointers = ", ".join(dict.fromkeys(p.pointer for p in problems))
+        unknown = "".join(f"; {p.message} at {p.pointer}" for p in problems if p.unknown_fields)
+        return problem(422, "Invalid request", f"Check these fields: {pointers}{unknown}.",
+                       errors=[{"field": p.pointer, "message": p.message} for p in problems])
+
 
     @app.exception_handler(Rejected)
     async def rejected(_request: Request, error: Rejected) -> JSONResponse:
