@@ -9,7 +9,7 @@ PY := $(VENV)/bin/python
 DEVSTACK := $(PY) deploy/local/devstack.py
 INSTALLED := $(VENV)/.installed
 
-.PHONY: positions install run test test-unit infra infra-down status schemas token bench demo prometheus dead-letters redrive rebuild chaos
+.PHONY: positions install run test test-unit infra infra-down status schemas token bench demo prometheus dead-letters redrive rebuild chaos retention
 
 install: $(INSTALLED)
 
@@ -55,6 +55,11 @@ positions: install
 
 rebuild: install
 	@eval "$$($(DEVSTACK) env)" && $(PY) -m services.stats.rebuild
+
+## Households without contact for ALFI_RETENTION_DAYS (730): make retention ARGS=--dry-run lists
+## them; without --dry-run they are erased (ARGS="--days N --today YYYY-MM-DD" too).
+retention: install
+	@DATABASE_URL="$$($(DEVSTACK) pg-up)" $(PY) -m services.intake.retention $(ARGS)
 
 ## Benchmarks (not tests): each prints its figures beside its target.
 bench: install

@@ -79,6 +79,16 @@ OUTBOX_SET_ASIDE = Gauge(
 REBUILD_APPLIED = Gauge(
     "alfi_rebuild_applied_events", "Events applied by the running projection rebuild.",
     multiprocess_mode="max")
+RETENTION_DUE = Gauge(
+    "alfi_retention_due_households", "Households past their retention period (ALFI_RETENTION_DAYS after the"
+    " last contact) left unerased by the last retention run or dry run.", multiprocess_mode="mostrecent")
+RETENTION_ERASED = Counter(
+    "alfi_retention_erased_total", "Households whose personal data the retention job erased.")
+RETENTION_LAST_RUN = Gauge(
+    "alfi_retention_last_run_timestamp_seconds", "When the retention job last completed a run (dry runs"
+    " and runs another instance held the lock for left out).", multiprocess_mode="max")
+RETENTION_FAILURES = Counter(
+    "alfi_retention_failures_total", "Retention runs that failed, and households a run could not erase.")
 
 
 def exposition() -> tuple[bytes, str]:
