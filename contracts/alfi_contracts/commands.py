@@ -12,6 +12,8 @@ from uuid import UUID
 
 from pydantic import Field
 
+from .privacy import IDENTIFIER_FIELD as ID, PERSONAL, PUBLIC_FIELD as PUBLIC
+
 from .events import (
     Closure,
     ContractModel,
@@ -30,56 +32,56 @@ from .events import (
 
 
 class EnrolHousehold(Enrolment):
-    household_id: UUID | None = None
+    household_id: Annotated[UUID | None, ID] = None
 
 
 class ChangeReferent(ReferentChange):
-    household_id: UUID
+    household_id: Annotated[UUID, ID]
 
 
 class CloseAccompaniment(Closure):
-    household_id: UUID
+    household_id: Annotated[UUID, ID]
 
 
 class ErasePersonalData(ContractModel):
-    household_id: UUID
+    household_id: Annotated[UUID, ID]
 
 
 # ---------------------------------------------------------------- casework
 
 
 class RecordInterview(Interview):
-    interview_id: UUID | None = None
+    interview_id: Annotated[UUID | None, ID] = None
 
 
 class CancelInterview(InterviewCancellation):
-    interview_id: UUID
+    interview_id: Annotated[UUID, ID]
 
 
 class RecordWorkshop(Workshop):
-    workshop_id: UUID | None = None
+    workshop_id: Annotated[UUID | None, ID] = None
 
 
 class ConfirmRehousing(Rehousing):
-    rehousing_id: UUID | None = None
+    rehousing_id: Annotated[UUID | None, ID] = None
     # When omitted, taken from the household's enrolment.
-    youth: bool | None = None
-    dalo_priority: bool | None = None
+    youth: Annotated[bool | None, PERSONAL] = None
+    dalo_priority: Annotated[bool | None, PERSONAL] = None
 
 
 # ---------------------------------------------------------------- veille
 
 
 class EscalateSituation(Escalation):
-    situation_id: UUID | None = None
+    situation_id: Annotated[UUID | None, ID] = None
 
 
 class ResolveSituation(Resolution):
-    situation_id: UUID
+    situation_id: Annotated[UUID, ID]
 
 
 class RecordMeeting(Meeting):
-    meeting_id: UUID | None = None
+    meeting_id: Annotated[UUID | None, ID] = None
 
 
 # Command name -> (service, data model). The name is what travels in "command".
@@ -102,7 +104,8 @@ def _command_message(name: str, model: type[ContractModel]) -> type[ContractMode
     return type(
         f"{model.__name__}Command",
         (ContractModel,),
-        {"__annotations__": {"command": Literal[name], "data": model}},  # type: ignore[valid-type]
+        {"__annotations__": {"command": Annotated[Literal[name], PUBLIC],  # type: ignore[valid-type]
+                             "data": Annotated[model, PUBLIC]}},  # classified field by field
     )
 
 

@@ -9,6 +9,7 @@ from __future__ import annotations
 import json
 import re
 from datetime import UTC, datetime
+from collections.abc import Callable
 from typing import Annotated, Any, Literal, Union
 from uuid import UUID, uuid4
 
@@ -18,6 +19,7 @@ from typing_extensions import NotRequired, TypedDict  # pydantic needs this Type
 
 from .commands import COMMAND_MESSAGES
 from .events import EVENTS_BY_TYPE, EventData
+from .privacy import SEALED, SEALED_PATTERN, personal_fields, redacted, split
 from .upcasting import UnknownVersion, upcast
 
 CONTENT_TYPE = "application/cloudevents+json"
@@ -55,6 +57,19 @@ class CloudEvent(BaseModel):
         return int(match["version"])
 
 
+# Sealing is the services' (they hold the keys); the contracts say what is sealed and how a
+# reader gets the fields back. A Sealer turns an event's personal fields (JSON) into the
+# `sealed` string; an Unsealer gives them back, or None when the household's key was
+# destroyed (erased): the event then reads with those fields None.
+Sealer = Callable[[EventData, bytes, dict[str, Any]], str]
+Unsealer = Callable[[str, str, bytes], "dict[str, Any] | None"]
+
+
+def associated_data(event_type: str, event_id: UUID | str) -> bytes:
+    """What a sealed field is bound to: it cannot be moved to another event unnoticed."""
+    return f"{event_type}/{event_id}".encode()
+
+
 def make_event(
     data: EventData,
     *,
@@ -62,9 +77,16 @@ def make_event(
     causation_id: str | None = None,
     event_id: UUID | None = None,
     time: datetime | None = None,
+    seal: Sealer | None = None,
 ) -> CloudEvent:
+    """The event of `data`; with `seal`, its personal fields travel sealed."""
+    event_id = event_id or uuid4()
+    body = data.model_dump(mode="json")
+    if seal is not None and personal_fields(type(data)):
+        clear, personal = split(type(data), body)
+        body = {**clear, SEALED: seal(data, associated_data(data.type, event_id), personal)}
     return CloudEvent(
-        id=event_id or uuid4(),
+        id=event_id,
         source=f"/alfi/{data.service}",
         type=data.type,
         time=time or datetime.now(UTC),
@@ -72,7 +94,7 @@ def make_event(
         dataschema=dataschema_for(data.type, data.version),
         correlationid=correlation_id,
         causationid=causation_id,
-        data=data.model_dump(mode="json"),
+        data=body,
     )
 
 
@@ -217,19 +239,33 @@ def describe(error: ValidationError) -> str:
     return "; ".join(f"{p.pointer}: {p.message}" for p in field_problems(error.errors()))
 
 
-def _as_fields(model: type[BaseModel], **replaced: Any) -> type:  # noqa: ANN401
-    """A TypedDict of the model's fields with their constraints and validators: the same
-    validation, giving a dict instead of an instance (a frozen model instance per event
-    and per envelope was a third of the stats consumer's validation). Nested models
-    stay models."""
+def _as_fields(model: type[BaseModel], only: tuple[str, ...] | None = None, **replaced: Any) -> type:  # noqa: ANN401
+    """A TypedDict of the model's fields (`only` those, if given) with their constraints
+    and validators: the same validation, giving a dict instead of an instance (a frozen
+    model instance per event and per envelope was a third of the stats consumer's
+    validation). Nested models stay models."""
     fields: dict[str, Any] = {}
     for name, info in model.model_fields.items():
+        if only is not None and name not in only:
+            continue
         annotation = Annotated[(info.annotation, *info.metadata)] if info.metadata else info.annotation
         fields[name] = annotation if info.is_required() else NotRequired[annotation]
     fields.update(replaced)
     fields_of = TypedDict(f"{model.__name__}Fields", fields)  # type: ignore[misc]
     fields_of.__pydantic_config__ = model.model_config  # type: ignore[attr-defined]
     return fields_of
+
+
+_Sealed = Annotated[str, StringConstraints(pattern=SEALED_PATTERN.pattern)]
+
+
+def _wire_fields(model: type[EventData]) -> type:
+    """An event's data as it travels: the personal fields sealed in one string."""
+    personal = personal_fields(model)
+    if not personal:
+        return _as_fields(model)
+    clear = tuple(name for name in model.model_fields if name not in personal)
+    return _as_fields(model, clear, **{SEALED: _Sealed})
 
 
 def _current_fields(model: type[EventData]) -> type:
@@ -239,24 +275,47 @@ def _current_fields(model: type[EventData]) -> type:
         type=Literal[model.type],
         source=Literal[f"/alfi/{model.service}"],
         dataschema=Literal[dataschema_for(model.type, model.version)],
-        data=_as_fields(model),
+        data=_wire_fields(model),
     )
 
 
 # The fast path: pydantic-core parses and validates the whole event in one pass, choosing
-# the type by its `type`. Anything it refuses (an older version, an error) takes the
-# general path, which upcasts and says precisely what is wrong.
+# the type by its `type`. Anything it refuses (an older version, an event written before
+# personal fields were sealed, an error) takes the general path, which upcasts and says
+# precisely what is wrong.
 _CURRENT = TypeAdapter(Annotated[
     Union[tuple(_current_fields(m) for m in EVENTS_BY_TYPE.values())],  # noqa: UP007
     Field(discriminator="type"),
 ])
 _SUBJECTS = {model.type: model.subject_field for model in EVENTS_BY_TYPE.values()}
+# The personal fields of each type, validated once opened.
+_PERSONAL = {model.type: TypeAdapter(_as_fields(model, personal_fields(model)))
+             for model in EVENTS_BY_TYPE.values() if personal_fields(model)}
 
 
-def read(raw: bytes | str) -> tuple[dict[str, Any], dict[str, Any]]:
+def _opened(event_type: str, event_id: Any, data: dict[str, Any], unseal: Unsealer | None) -> dict[str, Any] | None:  # noqa: ANN401
+    """The personal fields of `data` (which holds `sealed`), validated; None when there is
+    no unsealer or the household's key is gone."""
+    sealed = data.pop(SEALED)
+    if unseal is None:
+        return None
+    household = data.get("household_id")
+    if household is None:
+        raise ContractError("invalid_data", "a sealed event names its household_id")
+    personal = unseal(str(household), sealed, associated_data(event_type, event_id))
+    if personal is None:
+        return None
+    try:
+        return _PERSONAL[event_type].validate_python(personal)
+    except ValidationError as error:
+        raise ContractError("invalid_data", "sealed: " + describe(error)) from None
+
+
+def read(raw: bytes | str, unseal: Unsealer | None = None) -> tuple[dict[str, Any], dict[str, Any]]:
     """For consumers that fold many events: `decode`'s validation, with the envelope's
     context attributes and the data's fields (at the current version) as dicts. Optional
-    attributes the event does not carry are absent from the envelope."""
+    attributes the event does not carry are absent from the envelope; personal fields
+    that cannot be opened (no unsealer, key destroyed) are None."""
     try:
         event = _CURRENT.validate_json(raw)
     except ValidationError:
@@ -264,13 +323,17 @@ def read(raw: bytes | str) -> tuple[dict[str, Any], dict[str, Any]]:
     else:
         data = event.pop("data")
         if event["subject"] == data[_SUBJECTS[event["type"]]]:
+            if SEALED in data:
+                personal = _opened(event["type"], event["id"], data, unseal)
+                data.update(personal or dict.fromkeys(personal_fields(EVENTS_BY_TYPE[event["type"]])))
             return event, data
-    envelope, model = decode(raw)
+    envelope, model = decode(raw, unseal)
     return envelope.model_dump(exclude={"data"}, exclude_unset=True), dict(model)
 
 
-def decode(raw: bytes | str | dict[str, Any]) -> tuple[CloudEvent, EventData]:
-    """Read an event of any known version; its data comes back at the current version."""
+def decode(raw: bytes | str | dict[str, Any], unseal: Unsealer | None = None) -> tuple[CloudEvent, EventData]:
+    """Read an event of any known version; its data comes back at the current version,
+    its sealed personal fields opened by `unseal` (or None, when they cannot be)."""
     try:
         body = raw if isinstance(raw, dict) else json.loads(raw)
     except (ValueError, UnicodeDecodeError, RecursionError) as error:
@@ -285,9 +348,19 @@ def decode(raw: bytes | str | dict[str, Any]) -> tuple[CloudEvent, EventData]:
     model = EVENTS_BY_TYPE.get(envelope.type)
     if model is None:
         raise ContractError("unknown_type", "/type: not an event type this reader knows")  # never the given one
+    fields, target = envelope.data, model
+    if SEALED in fields:
+        if not isinstance(fields[SEALED], str) or not SEALED_PATTERN.match(fields[SEALED]):
+            raise ContractError("invalid_data", f"{SEALED}: not a sealed value")
+        fields = dict(fields)
+        personal = _opened(envelope.type, envelope.id, fields, unseal)
+        if personal is None:
+            target = redacted(model)
+        else:
+            fields.update(personal)
     try:
-        data = model.model_validate(
-            upcast(envelope.type, envelope.schema_version, model.version, envelope.data)
+        data = target.model_validate(
+            upcast(envelope.type, envelope.schema_version, model.version, fields)
         )
     except UnknownVersion as error:
         raise ContractError("unknown_version", str(error)) from None

@@ -13,6 +13,7 @@ from uuid import UUID
 
 from pydantic import AfterValidator, BaseModel, ConfigDict, Field
 
+from .privacy import IDENTIFIER_FIELD as ID, PERSONAL, PUBLIC_FIELD as PUBLIC
 from .vocabulary import (
     Adults,
     CancellationReason,
@@ -62,69 +63,69 @@ class EventData(ContractModel):
 
 
 class Enrolment(ContractModel):
-    programme: Programme
-    territory: Slug
-    referent_worker_id: WorkerId
-    enrolled_on: IsoDate
-    youth: bool
-    dalo_priority: bool
-    adults: Adults
-    children: Children
+    programme: Annotated[Programme, PUBLIC]
+    territory: Annotated[Slug, PUBLIC]
+    referent_worker_id: Annotated[WorkerId, PERSONAL]
+    enrolled_on: Annotated[IsoDate, PUBLIC]
+    youth: Annotated[bool, PERSONAL]
+    dalo_priority: Annotated[bool, PERSONAL]
+    adults: Annotated[Adults, PERSONAL]
+    children: Annotated[Children, PERSONAL]
 
 
 class ReferentChange(ContractModel):
-    referent_worker_id: WorkerId
-    changed_on: IsoDate
+    referent_worker_id: Annotated[WorkerId, PERSONAL]
+    changed_on: Annotated[IsoDate, PUBLIC]
 
 
 class Closure(ContractModel):
-    closed_on: IsoDate
-    outcome: ClosureOutcome
+    closed_on: Annotated[IsoDate, PUBLIC]
+    outcome: Annotated[ClosureOutcome, PERSONAL]
 
 
 class Interview(ContractModel):
-    household_id: UUID
-    worker_id: WorkerId
-    held_on: IsoDate
-    mode: InterviewMode
-    topics: Annotated[list[InterviewTopic], Field(min_length=1, max_length=11), UniqueList]
-    duration_minutes: DurationMinutes
+    household_id: Annotated[UUID, ID]
+    worker_id: Annotated[WorkerId, PERSONAL]
+    held_on: Annotated[IsoDate, PUBLIC]
+    mode: Annotated[InterviewMode, PERSONAL]
+    topics: Annotated[list[InterviewTopic], Field(min_length=1, max_length=11), UniqueList, PERSONAL]
+    duration_minutes: Annotated[DurationMinutes, PERSONAL]
 
 
 class InterviewCancellation(ContractModel):
-    cancelled_on: IsoDate
-    reason: CancellationReason
+    cancelled_on: Annotated[IsoDate, PUBLIC]
+    reason: Annotated[CancellationReason, PERSONAL]
 
 
 class Workshop(ContractModel):
-    residence: Slug
-    territory: Slug
-    theme: WorkshopTheme
-    held_on: IsoDate
-    participants: Participants
+    residence: Annotated[Slug, PUBLIC]
+    territory: Annotated[Slug, PUBLIC]
+    theme: Annotated[WorkshopTheme, PUBLIC]
+    held_on: Annotated[IsoDate, PUBLIC]
+    participants: Annotated[Participants, PUBLIC]
 
 
 class Rehousing(ContractModel):
-    household_id: UUID
-    landlord: Slug
-    confirmed_on: IsoDate
+    household_id: Annotated[UUID, ID]
+    landlord: Annotated[Slug, PERSONAL]
+    confirmed_on: Annotated[IsoDate, PUBLIC]
 
 
 class Escalation(ContractModel):
-    household_id: UUID
-    escalated_on: IsoDate
-    severity: Severity
-    reasons: Annotated[list[SituationReason], Field(min_length=1, max_length=8), UniqueList]
+    household_id: Annotated[UUID, ID]
+    escalated_on: Annotated[IsoDate, PUBLIC]
+    severity: Annotated[Severity, PERSONAL]
+    reasons: Annotated[list[SituationReason], Field(min_length=1, max_length=8), UniqueList, PERSONAL]
 
 
 class Resolution(ContractModel):
-    resolved_on: IsoDate
-    outcome: SituationOutcome
+    resolved_on: Annotated[IsoDate, PUBLIC]
+    outcome: Annotated[SituationOutcome, PERSONAL]
 
 
 class ReviewedSituation(ContractModel):
-    situation_id: UUID
-    decision: ReviewDecision
+    situation_id: Annotated[UUID, ID]
+    decision: Annotated[ReviewDecision, PUBLIC]
 
 
 def _distinct_situations(reviewed: list[ReviewedSituation]) -> list[ReviewedSituation]:
@@ -134,12 +135,13 @@ def _distinct_situations(reviewed: list[ReviewedSituation]) -> list[ReviewedSitu
 
 
 class Meeting(ContractModel):
-    held_on: IsoDate
-    territory: Slug
+    held_on: Annotated[IsoDate, PUBLIC]
+    territory: Annotated[Slug, PUBLIC]
     reviewed: Annotated[
         list[ReviewedSituation],
         Field(min_length=1, max_length=100),
         AfterValidator(_distinct_situations),
+        PUBLIC,
     ]
 
 
@@ -151,7 +153,7 @@ class HouseholdEnrolled(EventData, Enrolment):
     version = 1
     service = "intake"
 
-    household_id: UUID
+    household_id: Annotated[UUID, ID]
 
 
 class HouseholdReferentChanged(EventData, ReferentChange):
@@ -159,7 +161,7 @@ class HouseholdReferentChanged(EventData, ReferentChange):
     version = 1
     service = "intake"
 
-    household_id: UUID
+    household_id: Annotated[UUID, ID]
 
 
 class HouseholdAccompanimentClosed(EventData, Closure):
@@ -167,7 +169,7 @@ class HouseholdAccompanimentClosed(EventData, Closure):
     version = 1
     service = "intake"
 
-    household_id: UUID
+    household_id: Annotated[UUID, ID]
 
 
 class HouseholdPersonalDataErased(EventData):
@@ -175,8 +177,8 @@ class HouseholdPersonalDataErased(EventData):
     version = 1
     service = "intake"
 
-    household_id: UUID
-    erased_on: IsoDate
+    household_id: Annotated[UUID, ID]
+    erased_on: Annotated[IsoDate, PUBLIC]
 
 
 # ---------------------------------------------------------------- casework
@@ -187,7 +189,7 @@ class InterviewHeld(EventData, Interview):
     version = 1
     service = "casework"
 
-    interview_id: UUID
+    interview_id: Annotated[UUID, ID]
 
 
 class InterviewCancelled(EventData, InterviewCancellation):
@@ -195,8 +197,8 @@ class InterviewCancelled(EventData, InterviewCancellation):
     version = 1
     service = "casework"
 
-    interview_id: UUID
-    household_id: UUID
+    interview_id: Annotated[UUID, ID]
+    household_id: Annotated[UUID, ID]
 
 
 class WorkshopHeld(EventData, Workshop):
@@ -206,7 +208,7 @@ class WorkshopHeld(EventData, Workshop):
     subject_field = "workshop_id"
     key_field = "workshop_id"
 
-    workshop_id: UUID
+    workshop_id: Annotated[UUID, ID]
 
 
 class RehousingConfirmed(EventData, Rehousing):
@@ -214,9 +216,9 @@ class RehousingConfirmed(EventData, Rehousing):
     version = 1
     service = "casework"
 
-    rehousing_id: UUID
-    youth: bool
-    dalo_priority: bool
+    rehousing_id: Annotated[UUID, ID]
+    youth: Annotated[bool, PERSONAL]
+    dalo_priority: Annotated[bool, PERSONAL]
 
 
 # ---------------------------------------------------------------- veille
@@ -229,7 +231,7 @@ class SituationEscalated(EventData, Escalation):
     version = 2
     service = "veille"
 
-    situation_id: UUID
+    situation_id: Annotated[UUID, ID]
 
 
 class VeilleMeetingHeld(EventData, Meeting):
@@ -239,7 +241,7 @@ class VeilleMeetingHeld(EventData, Meeting):
     subject_field = "meeting_id"
     key_field = "meeting_id"
 
-    meeting_id: UUID
+    meeting_id: Annotated[UUID, ID]
 
 
 class SituationResolved(EventData, Resolution):
@@ -247,8 +249,8 @@ class SituationResolved(EventData, Resolution):
     version = 1
     service = "veille"
 
-    situation_id: UUID
-    household_id: UUID
+    situation_id: Annotated[UUID, ID]
+    household_id: Annotated[UUID, ID]
 
 
 EVENT_TYPES: tuple[type[EventData], ...] = (

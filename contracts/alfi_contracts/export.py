@@ -20,6 +20,7 @@ from pydantic import TypeAdapter
 from .commands import command_message_union
 from .envelope import CloudEvent, dataschema_for
 from .events import EVENT_TYPES
+from .privacy import CLASS_KEY, CLASSES, wire_schema
 from .topics import PARTITIONS, SERVICES, commands_topic, dead_letter_topic, events_topic
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -38,7 +39,7 @@ def documents() -> dict[str, dict[str, Any]]:
         }
     }
     for model in EVENT_TYPES:
-        schema = model.model_json_schema()
+        schema = wire_schema(model)  # as it travels: personal fields sealed
         schema["$id"] = dataschema_for(model.type, model.version)
         schema["x-alfi-event-type"] = model.type
         schema["x-alfi-version"] = model.version
@@ -101,7 +102,10 @@ def asyncapi(schemas: dict[str, dict[str, Any]]) -> dict[str, Any]:
             "title": "ALFI accompaniment platform",
             "version": "1.0.0",
             "description": "Topics of the social support pole's event platform. "
-            "Pseudonymous ids only: no names, free text or contact details.",
+            "Pseudonymous ids only: no names, free text or contact details. Every field of every "
+            f"event and command carries a class ({CLASS_KEY}: {', '.join(CLASSES)}); in events, the "
+            "personal fields travel encrypted with the household's own key in `sealed`, which "
+            "erasing the household makes unreadable everywhere (crypto-shredding).",
         },
         "servers": {"local": {"host": "127.0.0.1:9092", "protocol": "kafka"}},
         "channels": channels,

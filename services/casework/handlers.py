@@ -3,20 +3,23 @@
 - An interview or a rehousing needs a household known here (from intake's events; else
   409 with Retry-After), not erased, and open on that date (on or after its enrolment,
   not after its closure).
-- A cancelled interview cannot be cancelled again; an unknown one is 404.
+- A cancelled interview cannot be cancelled again; an unknown one is 404; nothing is
+  recorded for an erased household (409), whose personal facts `erase` clears.
 - A household is rehoused at most once. youth / dalo_priority default to the enrolment's.
 - Creates are idempotent under a client-chosen id (same content 200, other content 409).
 """
 
 from __future__ import annotations
 
-from uuid import uuid4
+from uuid import UUID, uuid4
+
+import asyncpg
 
 from alfi_contracts.commands import CancelInterview, ConfirmRehousing, RecordInterview, RecordWorkshop
 from alfi_contracts.events import InterviewCancelled, InterviewHeld, RehousingConfirmed, WorkshopHeld
 from services.common.commands import Outcome, Unit, insert_once, locked, record_view as view
 from services.common.errors import Conflict
-from services.common.replica import open_household
+from services.common.replica import not_erased, open_household
 
 
 async def record_interview(unit: Unit, command: RecordInterview) -> Outcome:
@@ -30,6 +33,7 @@ async def record_interview(unit: Unit, command: RecordInterview) -> Outcome:
 
 async def cancel_interview(unit: Unit, command: CancelInterview) -> Outcome:
     row = await locked(unit.conn, "interviews", "interview_id", command.interview_id, "interview")
+    await not_erased(unit.conn, row["household_id"])
     if row["cancelled_on"] is not None:
         raise Conflict(f"Interview {command.interview_id} was already cancelled on {row['cancelled_on']}.")
     row = await unit.conn.fetchrow(
@@ -65,6 +69,16 @@ async def confirm_rehousing(unit: Unit, command: ConfirmRehousing) -> Outcome:
     if created:
         await unit.emit(RehousingConfirmed(**command.model_dump()))
     return Outcome(view(row), created=created)
+
+
+async def erase(conn: asyncpg.Connection, household_id: UUID) -> None:
+    """Clear what casework holds of an erased household beyond ids and dates."""
+    await conn.execute(
+        "UPDATE interviews SET worker_id = NULL, mode = NULL, topics = NULL, duration_minutes = NULL,"
+        " cancellation_reason = NULL, request_hash = NULL WHERE household_id = $1", household_id)
+    await conn.execute(
+        "UPDATE rehousings SET landlord = NULL, youth = NULL, dalo_priority = NULL, request_hash = NULL"
+        " WHERE household_id = $1", household_id)
 
 
 HANDLERS = {

@@ -74,7 +74,11 @@ class KafkaConnection:
                     use_ssl="SSL" in self.security_protocol)
 
     def topic_config(self, topic: str) -> dict[str, str]:
-        retention = str(self.command_retention_ms) if topic.endswith(".commands") else KEEP_FOREVER
+        # Commands and their dead letters hold upstream input in clear (personal fields
+        # are sealed only in events): kept for the command retention, so an erasure
+        # reaches them within that time. Events (sealed) and their dead letters stay.
+        clear = topic.endswith((".commands", ".commands.dlq"))
+        retention = str(self.command_retention_ms) if clear else KEEP_FOREVER
         return {"retention.ms": retention, "min.insync.replicas": str(self.min_insync_replicas)}
 
 

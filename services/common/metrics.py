@@ -76,6 +76,9 @@ OUTBOX_REFUSED = Counter(
 OUTBOX_SET_ASIDE = Gauge(
     "alfi_outbox_set_aside_events", "Outbox rows set aside because the broker refused them.", ["service"],
     multiprocess_mode="max")
+OUTBOX_PURGED = Counter(
+    "alfi_outbox_purged_events_total",
+    "Published outbox rows deleted once older than the outbox retention.", ["service"])
 REBUILD_APPLIED = Gauge(
     "alfi_rebuild_applied_events", "Events applied by the running projection rebuild.",
     multiprocess_mode="max")

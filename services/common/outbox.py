@@ -47,7 +47,8 @@ from alfi_contracts.topics import DLQ_ERROR_DETAIL, DLQ_ERROR_KIND, DLQ_SOURCE_T
 from faststream.kafka import KafkaBroker
 
 from .kafka import Kafka, ensure_topics, make_broker
-from .metrics import OUTBOX_BACKLOG, OUTBOX_OLDEST_AGE, OUTBOX_REFUSED, OUTBOX_SET_ASIDE, PUBLISHED
+from .keyring import sealer_for
+from .metrics import OUTBOX_BACKLOG, OUTBOX_OLDEST_AGE, OUTBOX_PURGED, OUTBOX_REFUSED, OUTBOX_SET_ASIDE, PUBLISHED
 
 log = structlog.get_logger("alfi.outbox")
 
@@ -118,8 +119,10 @@ async def emit(
     conn: asyncpg.Connection, schema: str, topic: str, data: EventData,
     correlation_id: str | None, causation_id: str | None,
 ) -> CloudEvent:
-    """Record one domain event in the outbox, in the caller's transaction."""
-    event = make_event(data, correlation_id=correlation_id, causation_id=causation_id)
+    """Record one domain event in the outbox, in the caller's transaction, its personal
+    fields sealed with the household's key (keyring)."""
+    event = make_event(data, correlation_id=correlation_id, causation_id=causation_id,
+                       seal=await sealer_for(conn, data))
     await enqueue(conn, schema, [event_message(topic, event, data)])
     return event
 
@@ -169,6 +172,7 @@ class OutboxRelay:
         self, pool: asyncpg.Pool, schema: str, bootstrap_servers: Kafka, client_id: str,
         topics: Iterable[str] = (), batch_size: int = 1000, poll_interval: float = 0.5,
         middlewares: Sequence[Any] = (), delivery_timeout: float = DELIVERY_TIMEOUT,
+        retention_seconds: float = 7 * 24 * 3600,
     ) -> None:
         self.pool = pool
         self.schema = schema
@@ -179,6 +183,7 @@ class OutboxRelay:
         self.batch_size = batch_size
         self.poll_interval = poll_interval
         self.delivery_timeout = delivery_timeout
+        self.retention_seconds = retention_seconds
         self.connected = False
         self._wake = asyncio.Event()
         self._dead_letter_topics: set[str] = set()  # created (or found) by this relay
@@ -386,6 +391,24 @@ class OutboxRelay:
                 raise error
             log.error("outbox_dead_letter_refused", schema=self.schema, outbox_id=row["id"], topic=topic,
                       error=type(error).__name__)
+
+    async def purge(self) -> int:
+        """Delete rows published more than `retention_seconds` ago (their events are in
+        Kafka; a published row is kept that long only to look into). Rows still pending or
+        set aside stay. Returns how many went."""
+        deleted = 0
+        while True:
+            status = await self.pool.execute(
+                "DELETE FROM outbox WHERE id IN (SELECT id FROM outbox WHERE published_at <"
+                " clock_timestamp() - make_interval(secs => $1) ORDER BY id LIMIT 10000)",
+                float(self.retention_seconds))
+            count = int(status.split()[-1])
+            deleted += count
+            if count < 10000:
+                break
+        if deleted:
+            OUTBOX_PURGED.labels(self.schema).inc(deleted)
+        return deleted
 
     async def observe_backlog(self) -> None:
         """Set the backlog gauges from the table (whether or not Kafka answers): pending

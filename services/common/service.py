@@ -11,6 +11,7 @@ import contextlib
 import gc
 import os
 import tempfile
+import time
 from collections.abc import AsyncIterator, Awaitable, Callable, Coroutine
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -27,6 +28,7 @@ from alfi_contracts.topics import commands_topic, dead_letter_topic, events_topi
 
 from . import faults
 from .auth import migrate_auth
+from .keyring import migrate_keyring
 from .commands import CommandBus, Handler, RetryPolicy
 from .consumer import TransactionalConsumer, backoff, stored_positions
 from .deadletters import dead_letter_writer
@@ -53,6 +55,9 @@ class ServiceDefinition:
     handlers: dict[str, Handler]
     routes: Callable[["Runtime"], APIRouter]
     replicates_households: bool = False
+    # With the replica: clear the service's own personal facts about an erased household,
+    # in the transaction that applies the erasure to the replica.
+    on_erasure: Callable[[asyncpg.Connection, Any], Awaitable[None]] | None = None
     description: str = ""
     # Consumers beyond the command topic and the replica (stats' projector).
     consumers: Callable[["Runtime"], list[TransactionalConsumer]] | None = None
@@ -119,7 +124,8 @@ class Runtime:
             own_topics = (events_topic(name), commands_topic(name), dead_letter_topic(commands_topic(name)))
         self.relay = OutboxRelay(self.pool, self.schema, self.settings.kafka,
                                  f"alfi-{name}-relay", topics=own_topics,
-                                 middlewares=[faststream_middleware(name)])
+                                 middlewares=[faststream_middleware(name)],
+                                 retention_seconds=self.settings.outbox_retention_seconds)
         self.consumers = []
         dead_letter = dead_letter_writer(self.schema)
         if self.definition.handlers:
@@ -130,7 +136,7 @@ class Runtime:
         if self.definition.replicates_households:
             self.consumers.append(
                 TransactionalConsumer(self.pool, f"alfi-{name}-households", [INTAKE_EVENTS],
-                                      self.settings.kafka, replica_applier(self.schema), dead_letter=dead_letter)
+                                      self.settings.kafka, replica_applier(self.schema, self.definition.on_erasure), dead_letter=dead_letter)
             )
         if self.definition.consumers:
             self.consumers.extend(self.definition.consumers(self))
@@ -145,6 +151,7 @@ class Runtime:
         async with self.pool.acquire() as conn:
             await migrate(conn, self.schema, self.migration_files())
             await migrate_auth(conn)
+            await migrate_keyring(conn)
             if self.definition.on_start:
                 await self.definition.on_start(self, conn)
 
@@ -167,10 +174,14 @@ class Runtime:
         (stored positions from the database, end offsets from Kafka)."""
         name = self.definition.name
         ends: dict[TopicPartition, int] = {}
+        purged_at = 0.0
         while True:
             try:
                 assert self.relay is not None
                 await asyncio.wait_for(self.relay.observe_backlog(), interval)
+                if time.monotonic() - purged_at > 60:
+                    purged_at = time.monotonic()
+                    await self.relay.purge()
                 DATABASE_UP.labels(name).set(1)
             except Exception as error:  # noqa: BLE001 - the gauge says so; the next round tells again
                 DATABASE_UP.labels(name).set(0 if faults.database_unavailable(error) else 1)

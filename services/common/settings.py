@@ -44,6 +44,8 @@ class ServiceSettings(BaseSettings):
     # (the enrolment cannot reach the replica meanwhile; a chaos run showed 15 s is not).
     command_retry_attempts: int = Field(14, ge=1)
     command_retry_base_seconds: float = Field(0.5, gt=0)
+    # Published outbox rows are deleted once this old (their events are in Kafka).
+    outbox_retention_seconds: float = Field(7 * 24 * 3600, ge=0)
     http_host: str = "127.0.0.1"
     http_port: int = 8000
     # Worker processes for the HTTP API. With more than one, each runs its own relay

@@ -4,9 +4,11 @@
   content is a conflict (409).
 - A closed household's referent cannot change and it cannot be closed again; a referent
   change or closure cannot be dated before the enrolment.
-- After erasure nothing more is recorded; erasure removes the composition and referent
-  (the only attributes that describe the people) and keeps what the figures need.
-  Erasing again is a no-op (200), as a repeated DELETE should be.
+- After erasure nothing more is recorded; erasure clears every personal attribute and the
+  request hash, keeps the public facts (programme, territory, dates) and destroys the
+  household's key, so its sealed fields can no longer be read anywhere. Erasing again is
+  a no-op (200), as a repeated DELETE should be; replaying the enrolment answers 409
+  whatever its content.
 """
 
 from __future__ import annotations
@@ -22,7 +24,11 @@ from alfi_contracts.events import (
 )
 from services.common.commands import Outcome, Unit, insert_once, locked
 from services.common.errors import Conflict
+from services.common.keyring import Erased, create_key, destroy_key
 
+# What erasure clears in the write model: the columns of the enrolment's personal fields
+# (alfi_contracts.privacy), and the closure's outcome.
+PERSONAL_COLUMNS = ("referent_worker_id", "youth", "dalo_priority", "adults", "children", "closure_outcome")
 PUBLIC_FIELDS = (
     "household_id", "programme", "territory", "referent_worker_id", "enrolled_on", "youth",
     "dalo_priority", "adults", "children", "closed_on", "closure_outcome", "erased_on",
@@ -36,15 +42,21 @@ def view(row: asyncpg.Record) -> dict:
 async def household(conn: asyncpg.Connection, household_id) -> asyncpg.Record:
     row = await locked(conn, "households", "household_id", household_id, "household")
     if row["erased_on"] is not None:
-        raise Conflict(f"Household {household_id}'s personal data was erased on {row['erased_on']}.",
-                       field="household_id")
+        raise Erased(household_id)
     return row
 
 
 async def enrol_household(unit: Unit, command: EnrolHousehold) -> Outcome:
     command = command.model_copy(update={"household_id": command.household_id or uuid4()})
+    erased = await unit.conn.fetchval(
+        "SELECT erased_on FROM households WHERE household_id = $1", command.household_id)
+    if erased is not None:
+        # The same answer whatever the content: nothing of the erased enrolment is left
+        # to compare a guess with.
+        raise Erased(command.household_id)
     row, created = await insert_once(unit.conn, "households", "household_id", command.model_dump(), command)
     if created:
+        await create_key(unit.conn, command.household_id)
         await unit.emit(HouseholdEnrolled(**command.model_dump()))
     return Outcome(view(row), created=created)
 
@@ -87,11 +99,13 @@ async def erase_personal_data(unit: Unit, command: ErasePersonalData) -> Outcome
     await household(unit.conn, command.household_id)
     today = date.today()
     row = await unit.conn.fetchrow(
-        "UPDATE households SET erased_on = $2, referent_worker_id = NULL, adults = NULL, children = NULL"
+        f"UPDATE households SET erased_on = $2, request_hash = NULL, {', '.join(f'{c} = NULL' for c in PERSONAL_COLUMNS)}"
         " WHERE household_id = $1 RETURNING *",
         command.household_id, today,
     )
     await unit.emit(HouseholdPersonalDataErased(household_id=command.household_id, erased_on=today))
+    # Last: every event above was sealed with the key this destroys.
+    await destroy_key(unit.conn, command.household_id)
     return Outcome(view(row), created=False)
 
 

@@ -66,5 +66,31 @@ async def ensure_current(conn: asyncpg.Connection) -> int:
     return generation
 
 
-async def switch(conn: asyncpg.Connection, generation: int) -> None:
+async def switch(conn: asyncpg.Connection, generation: int, previous: int | None = None) -> None:
+    """Point the reports at `generation` (in the caller's transaction). Erasures are
+    reconciled first, so the figures neither lose nor count twice a household erased
+    while the new generation was filled:
+    - erased in the new generation but not yet anonymised (the live projector had not
+      applied the erasure): its rows are copied from `previous`, current until now;
+    - anonymised but not yet erased in the new generation (it had not read the erasure):
+      its rows there are dropped, as reading the erasure will do."""
+    from .projector import anonymise, forget  # the projector imports this module
+
+    await conn.execute(f"SELECT current FROM {BASE}.generation FOR UPDATE")  # the live batch commits first
+    new = schema_of(generation)
+    if previous is not None:
+        pending = [r["household_id"] for r in await conn.fetch(
+            f'SELECT household_id FROM "{new}".erasures'
+            f" EXCEPT SELECT household_id FROM {BASE}.anonymised_households")]
+        if pending:
+            await conn.execute(f"SET LOCAL search_path TO {search_path(previous)}")
+            await anonymise(conn, pending)
+    missing = [r["household_id"] for r in await conn.fetch(
+        f"SELECT household_id FROM {BASE}.anonymised_households"
+        f' EXCEPT SELECT household_id FROM "{new}".erasures')]
+    if missing:
+        await conn.execute(f"SET LOCAL search_path TO {search_path(generation)}")
+        await conn.executemany("INSERT INTO erasures (household_id) VALUES ($1) ON CONFLICT DO NOTHING",
+                               [(h,) for h in missing])
+        await forget(conn, missing)
     await conn.execute(f"UPDATE {BASE}.generation SET current = $1, switched_at = now()", generation)

@@ -20,7 +20,7 @@ from __future__ import annotations
 
 import asyncio
 from collections import defaultdict
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from collections.abc import Awaitable, Callable
 from datetime import datetime
 from typing import Any
@@ -32,6 +32,7 @@ from alfi_contracts.envelope import read
 from alfi_contracts import events as ev
 from services.common.consumer import Batches
 from services.common.deadletters import dead_letter
+from services.common.keyring import KeyCache
 from services.common.metrics import PROJECTION_LAST_EVENT
 from services.common.outbox import enqueue
 
@@ -81,6 +82,7 @@ UPSERTS: dict[str, tuple[tuple[str, ...], str, str]] = {
                  "held_on = EXCLUDED.held_on, territory = EXCLUDED.territory"),
     "reviews": (("meeting_id", "situation_id", "decision"), "meeting_id, situation_id",
                 "decision = EXCLUDED.decision"),
+    "erasures": (("household_id",), "household_id", "household_id = EXCLUDED.household_id"),
     "freshness": (("topic", "last_event_time"), "topic",
                   "last_event_time = greatest(freshness.last_event_time, EXCLUDED.last_event_time), applied_at = now()"),
 }
@@ -135,6 +137,7 @@ def _closed(rows: dict, data: Data, time: datetime) -> None:
 
 def _erased(rows: dict, data: Data, time: datetime) -> None:
     _row(rows, "households", data["household_id"])[_ERASED] = data["erased_on"]
+    rows["erasures"][data["household_id"]] = [data["household_id"]]
 
 
 def _interview_held(rows: dict, data: Data, time: datetime) -> None:
@@ -247,27 +250,99 @@ YIELD_EVERY = 20
 
 @dataclass
 class Prepared:
-    """A poll decoded and folded: one row per entity and statement, and its dead letters."""
+    """A poll decoded and folded: one row per entity and statement, its dead letters, and
+    the households and reviewed situations it names (for the erasure clean-up)."""
 
     rows: dict[str, dict[Any, list]]
     letters: list
+    households: set = field(default_factory=set)
+    situations: set = field(default_factory=set)
+
+
+# An erased household's rows, copied into the base schema's anon_* tables under new
+# random ids (hmap, smap), in the generation the reports read when the erasure is
+# applied. `claimed` makes it happen once, whichever generation or instance comes first.
+ANONYMISE = """
+WITH claimed AS (
+    INSERT INTO stats.anonymised_households (household_id) SELECT unnest($1::uuid[])
+    ON CONFLICT (household_id) DO NOTHING RETURNING household_id),
+hmap AS MATERIALIZED (SELECT household_id AS old, gen_random_uuid() AS new FROM claimed),
+smap AS MATERIALIZED (
+    SELECT s.situation_id AS old, gen_random_uuid() AS new, m.new AS household
+    FROM situations s JOIN hmap m ON s.household_id = m.old),
+h AS (INSERT INTO stats.anon_households (household_id, programme, territory, enrolled_on, youth,
+        dalo_priority, referent_worker_id, referent_since, referent_at, closed_on, erased_on)
+      SELECT m.new, h.programme, h.territory, h.enrolled_on, h.youth, h.dalo_priority,
+             h.referent_worker_id, h.referent_since, h.referent_at, h.closed_on, h.erased_on
+      FROM households h JOIN hmap m ON h.household_id = m.old),
+i AS (INSERT INTO stats.anon_interviews (interview_id, household_id, worker_id, held_on, cancelled)
+      SELECT gen_random_uuid(), m.new, i.worker_id, i.held_on, i.cancelled
+      FROM interviews i JOIN hmap m ON i.household_id = m.old),
+r AS (INSERT INTO stats.anon_rehousings (rehousing_id, household_id, landlord, confirmed_on, youth, dalo_priority)
+      SELECT gen_random_uuid(), m.new, r.landlord, r.confirmed_on, r.youth, r.dalo_priority
+      FROM rehousings r JOIN hmap m ON r.household_id = m.old),
+s AS (INSERT INTO stats.anon_situations (situation_id, household_id, escalated_on, resolved_on)
+      SELECT sm.new, sm.household, s.escalated_on, s.resolved_on
+      FROM situations s JOIN smap sm ON s.situation_id = sm.old),
+v AS (INSERT INTO stats.anon_reviews (meeting_id, situation_id, decision)
+      SELECT v.meeting_id, sm.new, v.decision FROM reviews v JOIN smap sm ON v.situation_id = sm.old)
+SELECT count(*) FROM claimed
+"""
+
+# Every row of an erased household goes, whenever its events arrive ($1: the households
+# the poll names; $2: the situations its meetings reviewed).
+FORGET = """
+WITH gone AS (SELECT household_id FROM erasures WHERE household_id = ANY($1::uuid[])),
+s AS (DELETE FROM situations WHERE household_id IN (SELECT household_id FROM gone) RETURNING situation_id),
+es AS (INSERT INTO erased_situations (situation_id) SELECT situation_id FROM s ON CONFLICT DO NOTHING),
+v AS (DELETE FROM reviews WHERE situation_id IN (SELECT situation_id FROM s)
+        OR situation_id IN (SELECT situation_id FROM erased_situations WHERE situation_id = ANY($2::uuid[]))),
+i AS (DELETE FROM interviews WHERE household_id IN (SELECT household_id FROM gone)),
+r AS (DELETE FROM rehousings WHERE household_id IN (SELECT household_id FROM gone)),
+h AS (DELETE FROM households WHERE household_id IN (SELECT household_id FROM gone))
+SELECT 1
+"""
+
+
+async def anonymise(conn: asyncpg.Connection, households: list) -> int:  # noqa: ANN001
+    """Copy the erased households' rows of the generation on the search_path into the
+    anon_* tables (those not copied before); returns how many were."""
+    return await conn.fetchval(ANONYMISE, households)
+
+
+async def forget(conn: asyncpg.Connection, households: list, situations: list = ()) -> None:  # noqa: ANN001
+    await conn.execute(FORGET, households, list(situations))
 
 
 class Projector:
     """`prepare` (CPU: decode, validate, fold) runs outside the transaction, overlapping
     the previous poll's; `apply` writes inside it. See TransactionalConsumer."""
 
-    def __init__(self, dead_letter_schema: str,
+    def __init__(self, dead_letter_schema: str, keys_from: asyncpg.Pool | None = None,
                  before: Callable[[asyncpg.Connection], Awaitable[None]] | None = None,
-                 on_dead_letter: Callable[[str, str], None] | None = None) -> None:
+                 on_dead_letter: Callable[[str, str], None] | None = None,
+                 anonymises: bool = False) -> None:
+        """`keys_from`: where the household keys are read (keyring). `anonymises`: this
+        projector feeds the generation the reports read (the live one, which `before`
+        keeps current), so erased households' rows are copied to anon_* before they go;
+        a rebuild's generation only drops them (the swap reconciles, see rebuild.py)."""
         self.dead_letter_schema = dead_letter_schema
+        self.keys_from = keys_from
+        self.keys = KeyCache()
         self.before = before
         self.on_dead_letter = on_dead_letter
+        self.anonymises = anonymises
         self.sql: str | None = None  # built from the tables' column types on first use
 
     async def prepare(self, batches: Batches) -> Prepared:
         rows: dict[str, dict[Any, list]] = defaultdict(dict)
         letters = []
+        households: set = set()
+        situations: set = set()
+        if self.keys_from is not None:
+            await self.keys.load(self.keys_from, {r.key.decode(errors="replace")
+                                                  for records in batches.values() for r in records if r.key})
+        unseal = self.keys.unsealer
         for tp, records in batches.items():
             last = None
             for start in range(0, len(records), YIELD_EVERY):
@@ -275,7 +350,7 @@ class Projector:
                     await asyncio.sleep(0)  # let the previous poll's statements go out
                 for record in records[start:start + YIELD_EVERY]:
                     try:
-                        envelope, data = read(record.value or b"")
+                        envelope, data = read(record.value or b"", unseal)
                     except ContractError as error:
                         letters.append(dead_letter(tp, record, error.kind, error.detail))
                         if self.on_dead_letter:
@@ -283,6 +358,10 @@ class Projector:
                         continue
                     last = envelope["time"]
                     FOLDS[envelope["type"]](rows, data, last)
+                    if (household := data.get("household_id")) is not None:
+                        households.add(household)
+                    elif "reviewed" in data:
+                        situations.update(review.situation_id for review in data["reviewed"])
             # Freshness: the time of the last event applied from each partition (the
             # newest of the topic's partitions wins, here and in SQL).
             if last is not None:
@@ -293,7 +372,9 @@ class Projector:
             # The only rows that workers sharing the partitions (ALFI_WORKERS) both write:
             # always locked in topic order, so two transactions never deadlock on them.
             rows["freshness"] = dict(sorted(rows["freshness"].items()))
-        return Prepared(rows, letters)
+        for household in rows.get("erasures", ()):
+            self.keys.forget(str(household))
+        return Prepared(rows, letters, households, situations)
 
     async def apply(self, conn: asyncpg.Connection, prepared: Prepared) -> None:
         if self.before:
@@ -301,6 +382,11 @@ class Projector:
         if self.sql is None:
             self.sql = statement(await column_types(conn))
         await write(conn, prepared.rows, self.sql)
+        erased = list(prepared.rows.get("erasures", ()))
+        if erased and self.anonymises:
+            await anonymise(conn, erased)
+        if prepared.households or prepared.situations:
+            await forget(conn, list(prepared.households), prepared.situations)
         for topic, newest in prepared.rows.get("freshness", {}).values():
             PROJECTION_LAST_EVENT.labels(topic).set(newest.timestamp())
         if prepared.letters:

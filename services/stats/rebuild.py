@@ -56,7 +56,7 @@ async def rebuild(settings: ServiceSettings, progress=None, topics: tuple[str, .
                 " FROM pg_namespace WHERE nspname ~ '^stats_g[0-9]+$'")) + 1
             await generations.prepare(conn, target, fresh=True)
             deferred = await generations.defer_secondary_indexes(conn, target)
-        projection = Projector(generations.BASE)
+        projection = Projector(generations.BASE, pool)
         consumer = TransactionalConsumer(
             pool, generations.PROJECTOR, topics, settings.kafka,
             projection.apply, prepare=projection.prepare, max_records=5000,
@@ -85,7 +85,7 @@ async def rebuild(settings: ServiceSettings, progress=None, topics: tuple[str, .
             for definition in deferred:  # before the switch: readers never see it without them
                 await conn.execute(definition)
             async with conn.transaction():
-                await generations.switch(conn, target)
+                await generations.switch(conn, target, old)
         elapsed = time.perf_counter() - started
         async with pool.acquire() as conn:
             await conn.execute(f'DROP SCHEMA IF EXISTS "{generations.schema_of(old - 1)}" CASCADE')

@@ -21,6 +21,10 @@ fact in the year (earliest date, ties broken by the dimension values). Facts a d
 - workshops_held, workshop_participants: workshops held in Y (territory, theme).
 - rehousings, rehousings_dalo, rehousings_youth: confirmed in Y (landlord, and the
   household's programme, territory and referent).
+
+Figures read the all_* views: a generation's rows and what is left of erased households
+(the base schema's anon_* tables, under ids that link to no one), so erasing a household
+changes no figure, before or after a rebuild (README "Privacy").
 """
 
 from __future__ import annotations
@@ -51,15 +55,15 @@ _FACTS: dict[str, str] = {
     "households_followed": f"""
         SELECT h.household_id::text, greatest(h.enrolled_on, $1), h.programme, h.territory,
                h.referent_worker_id, {_NONE}, {_NONE}, 1
-        FROM households h
+        FROM all_households h
         WHERE h.enrolled_on <= $2 AND (h.closed_on IS NULL OR h.closed_on >= $1)""",
     "interviews_held": f"""
         SELECT i.interview_id::text, i.held_on, h.programme, h.territory, i.worker_id, {_NONE}, {_NONE}, 1
-        FROM interviews i LEFT JOIN households h USING (household_id)
+        FROM all_interviews i LEFT JOIN all_households h USING (household_id)
         WHERE i.held_on BETWEEN $1 AND $2 AND NOT i.cancelled""",
     "social_workers_active": f"""
         SELECT i.worker_id, i.held_on, h.programme, h.territory, i.worker_id, {_NONE}, {_NONE}, 1
-        FROM interviews i LEFT JOIN households h USING (household_id)
+        FROM all_interviews i LEFT JOIN all_households h USING (household_id)
         WHERE i.held_on BETWEEN $1 AND $2 AND NOT i.cancelled""",
     "veille_meetings": f"""
         SELECT m.meeting_id::text, m.held_on, {_NONE}, m.territory, {_NONE}, {_NONE}, {_NONE}, 1
@@ -67,13 +71,13 @@ _FACTS: dict[str, str] = {
     "situations_reviewed": f"""
         SELECT r.situation_id::text, m.held_on, h.programme, h.territory, h.referent_worker_id,
                {_NONE}, {_NONE}, 1
-        FROM reviews r JOIN meetings m USING (meeting_id)
-        LEFT JOIN situations s USING (situation_id) LEFT JOIN households h ON h.household_id = s.household_id
+        FROM all_reviews r JOIN meetings m USING (meeting_id)
+        LEFT JOIN all_situations s USING (situation_id) LEFT JOIN all_households h ON h.household_id = s.household_id
         WHERE m.held_on BETWEEN $1 AND $2""",
     "situations_escalated": f"""
         SELECT s.situation_id::text, s.escalated_on, h.programme, h.territory, h.referent_worker_id,
                {_NONE}, {_NONE}, 1
-        FROM situations s LEFT JOIN households h USING (household_id)
+        FROM all_situations s LEFT JOIN all_households h USING (household_id)
         WHERE s.escalated_on BETWEEN $1 AND $2""",
     "workshops_held": f"""
         SELECT w.workshop_id::text, w.held_on, {_NONE}, w.territory, {_NONE}, {_NONE}, w.theme, 1
@@ -85,7 +89,7 @@ _FACTS: dict[str, str] = {
 _REHOUSINGS = """
         SELECT r.rehousing_id::text, r.confirmed_on, h.programme, h.territory, h.referent_worker_id,
                r.landlord, NULL::text, 1
-        FROM rehousings r LEFT JOIN households h USING (household_id)
+        FROM all_rehousings r LEFT JOIN all_households h USING (household_id)
         WHERE r.confirmed_on BETWEEN $1 AND $2"""
 _FACTS["rehousings"] = _REHOUSINGS
 _FACTS["rehousings_dalo"] = _REHOUSINGS + " AND r.dalo_priority"

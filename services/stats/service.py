@@ -30,7 +30,7 @@ def consumers(runtime: Runtime) -> list[TransactionalConsumer]:
             runtime.extras["generation"] = generation
             raise Restart  # seek to the new generation's positions, continue there
 
-    projection = Projector(generations.BASE, before=follow_generation)
+    projection = Projector(generations.BASE, runtime.pool, before=follow_generation, anonymises=True)
     return [TransactionalConsumer(
         runtime.pool, generations.PROJECTOR, EVENT_TOPICS, runtime.settings.kafka,
         projection.apply, prepare=projection.prepare, max_records=5000,

@@ -3,6 +3,7 @@
 - An escalation needs a household known here (else 409 with Retry-After), not erased,
   and open on the escalation date.
 - A situation is resolved once, not before it was escalated; an unknown one is 404.
+- Nothing is recorded for an erased household (409); `erase` clears its personal facts.
 - A meeting reviews only known situations escalated on or before its date and not
   resolved before it.
 - Creates are idempotent under a client-chosen id (same content 200, other content 409).
@@ -10,13 +11,15 @@
 
 from __future__ import annotations
 
-from uuid import uuid4
+from uuid import UUID, uuid4
+
+import asyncpg
 
 from alfi_contracts.commands import EscalateSituation, RecordMeeting, ResolveSituation
 from alfi_contracts.events import SituationEscalated, SituationResolved, VeilleMeetingHeld
 from services.common.commands import Outcome, Unit, insert_once, locked, record_view as view
 from services.common.errors import Conflict, Invalid
-from services.common.replica import open_household
+from services.common.replica import not_erased, open_household
 
 
 async def escalate_situation(unit: Unit, command: EscalateSituation) -> Outcome:
@@ -30,6 +33,7 @@ async def escalate_situation(unit: Unit, command: EscalateSituation) -> Outcome:
 
 async def resolve_situation(unit: Unit, command: ResolveSituation) -> Outcome:
     row = await locked(unit.conn, "situations", "situation_id", command.situation_id, "situation")
+    await not_erased(unit.conn, row["household_id"])
     if row["resolved_on"] is not None:
         raise Conflict(f"Situation {command.situation_id} was already resolved on {row['resolved_on']}.")
     if command.resolved_on < row["escalated_on"]:
@@ -47,12 +51,16 @@ async def record_meeting(unit: Unit, command: RecordMeeting) -> Outcome:
     command = command.model_copy(update={"meeting_id": command.meeting_id or uuid4()})
     ids = [r.situation_id for r in command.reviewed]
     known = {r["situation_id"]: r for r in await unit.conn.fetch(
-        "SELECT situation_id, escalated_on, resolved_on FROM situations WHERE situation_id = ANY($1::uuid[])", ids)}
+        "SELECT s.situation_id, s.escalated_on, s.resolved_on, h.erased_on FROM situations s"
+        " JOIN households h USING (household_id) WHERE s.situation_id = ANY($1::uuid[])", ids)}
     for index, review in enumerate(command.reviewed):
         field = f"reviewed.{index}.situation_id"
         situation = known.get(review.situation_id)
         if situation is None:
             raise Invalid(f"No situation {review.situation_id} has been escalated.", field=field)
+        if situation["erased_on"] is not None:
+            raise Conflict(f"Situation {review.situation_id}'s household was erased: it cannot be reviewed.",
+                           field=field)
         if situation["escalated_on"] > command.held_on:
             raise Conflict(f"Situation {review.situation_id} was escalated on {situation['escalated_on']},"
                            f" after the meeting on {command.held_on}.", field=field)
@@ -69,6 +77,13 @@ async def record_meeting(unit: Unit, command: RecordMeeting) -> Outcome:
         await unit.emit(VeilleMeetingHeld(**command.model_dump()))
     return Outcome({**view(row), "reviewed": [r.model_dump(mode="json") for r in command.reviewed]},
                    created=created)
+
+
+async def erase(conn: asyncpg.Connection, household_id: UUID) -> None:
+    """Clear what veille holds of an erased household's situations beyond ids and dates."""
+    await conn.execute(
+        "UPDATE situations SET severity = NULL, reasons = NULL, outcome = NULL, request_hash = NULL"
+        " WHERE household_id = $1", household_id)
 
 
 HANDLERS = {

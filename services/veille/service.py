@@ -4,7 +4,7 @@ from pathlib import Path
 
 from services.common.service import ServiceDefinition, create_app as create_service_app
 
-from .handlers import HANDLERS
+from .handlers import HANDLERS, erase
 from .routes import routes
 
 DEFINITION = ServiceDefinition(
@@ -14,6 +14,7 @@ DEFINITION = ServiceDefinition(
     handlers=HANDLERS,
     routes=routes,
     replicates_households=True,
+    on_erasure=erase,
     description="Tracks escalated delicate situations and the veille meetings that review them.",
 )
 

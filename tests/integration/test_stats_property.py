@@ -12,7 +12,10 @@ from aiokafka.structs import ConsumerRecord
 from hypothesis import HealthCheck, given, settings, strategies as st
 
 from alfi_contracts import encode, make_event
+from services.common.migrations import migrate, sql_files
+from services.common.service import SQL as COMMON_SQL
 from services.stats import generations, reports
+from services.stats.service import DEFINITION
 from services.stats.projector import Projector
 from tests.integration import events as e
 from tests.reference import bilan
@@ -83,7 +86,8 @@ async def project(database_url: str, polls: list[list[tuple]]) -> dict:
     conn = await asyncpg.connect(database_url)
     generation = next(generation_numbers)
     try:
-        await conn.execute(f"CREATE SCHEMA IF NOT EXISTS {generations.BASE}")
+        # The base schema as stats migrates it: its anon_* tables are what the views read.
+        await migrate(conn, generations.BASE, sql_files(COMMON_SQL, "platform_*.sql") + sql_files(DEFINITION.sql_dir))
         await generations.prepare(conn, generation, fresh=True)
         projection = Projector(generations.BASE)
         for poll in polls:

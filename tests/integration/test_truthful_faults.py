@@ -59,10 +59,12 @@ async def test_event_topics_keep_every_record_and_existing_topics_are_aligned(pl
     admin = AIOKafkaAdminClient(bootstrap_servers=platform.bootstrap)
     await admin.start()
     try:
-        configs = await topic_configs(admin, ["alfi.intake.events", "alfi.intake.commands.dlq",
-                                              "alfi.casework.commands"])
+        configs = await topic_configs(admin, ["alfi.intake.events", "alfi.intake.events.dlq",
+                                              "alfi.intake.commands.dlq", "alfi.casework.commands"])
         assert configs["alfi.intake.events"]["retention.ms"] == KEEP_FOREVER
-        assert configs["alfi.intake.commands.dlq"]["retention.ms"] == KEEP_FOREVER
+        assert configs["alfi.intake.events.dlq"]["retention.ms"] == KEEP_FOREVER
+        # Commands and their dead letters hold input in clear: kept for the command retention.
+        assert configs["alfi.intake.commands.dlq"]["retention.ms"] == str(14 * 24 * 3600 * 1000)
         assert configs["alfi.casework.commands"]["retention.ms"] == str(14 * 24 * 3600 * 1000)
         # A topic made elsewhere with the broker's 7 days is given the platform's retention.
         old = f"alfi.test{uuid4().hex[:6]}.events"

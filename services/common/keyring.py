@@ -1,0 +1,150 @@
+"""Crypto-shredding: one key per household, in one place, and how events are sealed.
+
+The keys live in the platform-wide `keyring` schema (like `auth`): intake creates a
+household's key in its enrolment transaction and deletes it in its erasure transaction;
+casework and veille read it in the command transaction that seals an event
+(`FOR SHARE`, so an erasure and a command never cross); consumers (the replicas, stats)
+read keys through a `KeyCache`, a few seconds old at most. Keys never leave PostgreSQL
+and never travel on the bus. In production the schema gets its own role and grants; see
+README "Privacy".
+
+Sealing: the personal fields of an event (alfi_contracts.privacy) as compact JSON,
+encrypted with AES-256-GCM (`cryptography`), a random 12-byte nonce, and the event's
+type and id as associated data; written "v1.<base64url(nonce + ciphertext + tag)>".
+"""
+
+from __future__ import annotations
+
+import base64
+import json
+import os
+import time
+from collections.abc import Iterable
+from pathlib import Path
+from typing import Any
+from uuid import UUID
+
+import asyncpg
+from cryptography.exceptions import InvalidTag
+from cryptography.hazmat.primitives.ciphers.aead import AESGCM
+
+from alfi_contracts import ContractError, EventData
+from alfi_contracts.envelope import Sealer, Unsealer
+from alfi_contracts.privacy import personal_fields
+
+from .errors import Conflict
+from .migrations import migrate, sql_files
+
+SCHEMA = "keyring"
+SQL = Path(__file__).parent / "sql"
+_NONCE = 12
+
+
+async def migrate_keyring(conn: asyncpg.Connection) -> None:
+    await migrate(conn, SCHEMA, sql_files(SQL, "keyring_*.sql"))
+
+
+class Erased(Conflict):
+    """The household's key was destroyed (or never existed): nothing can be sealed for it."""
+
+    def __init__(self, household_id: UUID) -> None:
+        super().__init__(f"Household {household_id}'s personal data was erased: nothing more can be recorded.",
+                         field="household_id")
+
+
+async def create_key(conn: asyncpg.Connection, household_id: UUID) -> None:
+    """A new household's key, in the enrolment's transaction; never for an erased one."""
+    if await conn.fetchval(f"SELECT 1 FROM {SCHEMA}.destroyed_keys WHERE household_id = $1", household_id):
+        raise Erased(household_id)
+    await conn.execute(
+        f"INSERT INTO {SCHEMA}.household_keys (household_id, key) VALUES ($1, $2)"
+        " ON CONFLICT (household_id) DO NOTHING", household_id, AESGCM.generate_key(256))
+
+
+async def destroy_key(conn: asyncpg.Connection, household_id: UUID) -> None:
+    """Erase: after this transaction commits, no sealed field of the household opens."""
+    await conn.execute(f"DELETE FROM {SCHEMA}.household_keys WHERE household_id = $1", household_id)
+    await conn.execute(f"INSERT INTO {SCHEMA}.destroyed_keys (household_id) VALUES ($1)"
+                       " ON CONFLICT (household_id) DO NOTHING", household_id)
+
+
+async def locked_key(conn: asyncpg.Connection, household_id: UUID) -> bytes:
+    """The key to seal with, held for the transaction (an erasure waits for it)."""
+    key = await conn.fetchval(
+        f"SELECT key FROM {SCHEMA}.household_keys WHERE household_id = $1 FOR SHARE", household_id)
+    if key is None:
+        raise Erased(household_id)
+    return key
+
+
+def seal(key: bytes, associated: bytes, personal: dict[str, Any]) -> str:
+    nonce = os.urandom(_NONCE)
+    plaintext = json.dumps(personal, separators=(",", ":"), sort_keys=True).encode()
+    return "v1." + base64.urlsafe_b64encode(nonce + AESGCM(key).encrypt(nonce, plaintext, associated)).decode().rstrip("=")
+
+
+def open_sealed(key: bytes, sealed: str, associated: bytes) -> dict[str, Any]:
+    """The personal fields; a value that does not authenticate with the household's key
+    (altered, or moved from another event) is the event's fault: invalid_data."""
+    try:
+        token = sealed.removeprefix("v1.")
+        raw = base64.urlsafe_b64decode(token + "=" * (-len(token) % 4))
+        plaintext = AESGCM(key).decrypt(raw[:_NONCE], raw[_NONCE:], associated)
+        personal = json.loads(plaintext)
+    except (InvalidTag, ValueError):
+        raise ContractError("invalid_data", "sealed: does not open with the household's key") from None
+    if not isinstance(personal, dict):
+        raise ContractError("invalid_data", "sealed: not an object")
+    return personal
+
+
+def sealer(key: bytes) -> Sealer:
+    return lambda _data, associated, personal: seal(key, associated, personal)
+
+
+async def sealer_for(conn: asyncpg.Connection, data: EventData) -> Sealer | None:
+    """How to seal `data` in this transaction: None when it has nothing personal."""
+    if not personal_fields(type(data)):
+        return None
+    return sealer(await locked_key(conn, data.household_id))  # type: ignore[attr-defined]
+
+
+class KeyCache:
+    """Keys for consumers: fetched for a whole poll at once (`load`), then opened without
+    waiting (`unseal`). An entry lives `ttl` seconds; a destroyed key reads as None, and
+    `forget` drops an entry at once (an erasure seen on the bus)."""
+
+    def __init__(self, ttl: float = 30.0) -> None:
+        self.ttl = ttl
+        self._keys: dict[str, tuple[bytes | None, float]] = {}
+
+    async def load(self, conn: asyncpg.Connection | asyncpg.Pool, household_ids: Iterable[str]) -> None:
+        now = time.monotonic()
+        wanted = {h for h in household_ids if (entry := self._keys.get(h)) is None or now - entry[1] > self.ttl}
+        ids = []
+        for household in wanted:
+            try:
+                ids.append(UUID(household))
+            except ValueError:
+                continue  # not a household key (a workshop's, a malformed record's)
+        if not ids:
+            return
+        found = {str(r["household_id"]): r["key"] for r in await conn.fetch(
+            f"SELECT household_id, key FROM {SCHEMA}.household_keys WHERE household_id = ANY($1::uuid[])", ids)}
+        for household in ids:
+            self._keys[str(household)] = (found.get(str(household)), now)
+        if len(self._keys) > 200_000:  # a rebuild over many households: keep memory bounded
+            self._keys = {k: v for k, v in self._keys.items() if now - v[1] <= self.ttl}
+
+    def forget(self, household_id: str) -> None:
+        self._keys.pop(household_id, None)
+
+    def unseal(self, household_id: str, sealed: str, associated: bytes) -> dict[str, Any] | None:
+        entry = self._keys.get(household_id)
+        if entry is None or entry[0] is None:
+            return None
+        return open_sealed(entry[0], sealed, associated)
+
+    @property
+    def unsealer(self) -> Unsealer:
+        return self.unseal
