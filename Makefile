@@ -9,7 +9,7 @@ PY := $(VENV)/bin/python
 DEVSTACK := $(PY) deploy/local/devstack.py
 INSTALLED := $(VENV)/.installed
 
-.PHONY: positions install run test test-unit infra infra-down status schemas token bench demo prometheus dead-letters redrive rebuild chaos retention
+.PHONY: positions install run test test-unit infra infra-down status schemas token tokens revoke-token audit bench demo prometheus dead-letters redrive rebuild chaos retention
 
 install: $(INSTALLED)
 
@@ -32,9 +32,24 @@ run: install
 	$(DEVSTACK) run
 
 ## A new token with just those scopes for the local stack: make token SCOPES="reports:read"
+## [TERRITORIES="bretagne normandie"] [WORKER=sw-017] [TTL=30d|never] [LABEL=funders]
+## (expires after 90 days unless TTL says; no TERRITORIES: every territory)
 SCOPES ?= all
 token: install
-	@$(DEVSTACK) token "$(SCOPES)"
+	@$(DEVSTACK) token "$(SCOPES)" $(if $(TERRITORIES),--territories "$(TERRITORIES)") \
+	  $(if $(WORKER),--worker "$(WORKER)") $(if $(TTL),--ttl "$(TTL)") $(if $(LABEL),--label "$(LABEL)")
+
+## The local stack's tokens by short id (never the tokens); make revoke-token ID=<id or unique label>
+tokens: install
+	@DATABASE_URL="$$($(DEVSTACK) pg-up)" $(PY) -m services.common.auth list
+
+revoke-token: install
+	@DATABASE_URL="$$($(DEVSTACK) pg-up)" $(PY) -m services.common.auth revoke "$(ID)"
+
+## The audit trail: make audit ARGS="--household <uuid>", ARGS="--label funders --since 2026-01-01",
+## ARGS=purge (older than ALFI_AUDIT_RETENTION_DAYS, 400 by default)
+audit: install
+	@DATABASE_URL="$$($(DEVSTACK) pg-up)" $(PY) -m services.common.audit $(ARGS)
 
 ## With the stack running (make run): send a realistic 2022-2024, print the 2023 bilan.
 demo: install

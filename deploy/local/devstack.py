@@ -20,7 +20,7 @@ before any virtualenv exists.
 Every start is idempotent: a running instance is reused, a stale pid file from a crashed
 run is cleared. Nothing here knows about the services; it only gives addresses.
 
-    python deploy/local/devstack.py up|down|status|env|run|token SCOPES|kafka-up|kafka-down|pg-up|pg-down
+    python deploy/local/devstack.py up|down|status|env|run|token SCOPES [--territories|--worker|--ttl|--label ...]|kafka-up|kafka-down|pg-up|pg-down
     python deploy/local/devstack.py cluster-up|cluster-down|cluster-env
 
 `run` is what `make run` calls: it starts the infrastructure and the services in the
@@ -761,10 +761,12 @@ SERVICES: list[tuple[str, str, int]] = [
 ]
 
 
-def issue_token(scopes: str, url: str, label: str) -> str:
-    """A token for the local stack (services.common.auth; needs the project's venv)."""
+def issue_token(scopes: str, url: str, label: str, *options: str) -> str:
+    """A token for the local stack (services.common.auth; needs the project's venv).
+    `options`: more of `issue`'s options (--territories, --worker, --ttl, --label); it
+    expires after ALFI_TOKEN_TTL, else 90 days, unless --ttl says otherwise."""
     result = subprocess.run(
-        [sys.executable, "-m", "services.common.auth", "issue", "--scopes", scopes, "--label", label],
+        [sys.executable, "-m", "services.common.auth", "issue", "--scopes", scopes, "--label", label, *options],
         env=dict(os.environ, DATABASE_URL=url), cwd=REPO, capture_output=True, text=True,
     )
     if result.returncode != 0:
@@ -852,7 +854,7 @@ def main(argv: list[str]) -> int:
             if command == "env":
                 print(f"export KAFKA_BOOTSTRAP_SERVERS={bootstrap}\nexport DATABASE_URL={url}")
         elif command == "token":
-            print(issue_token(argv[2] if len(argv) > 2 else "all", pg_up(), "make token"))
+            print(issue_token(argv[2] if len(argv) > 2 else "all", pg_up(), "make token", *argv[3:]))
         elif command == "run":
             return run_foreground()
         elif command == "down":

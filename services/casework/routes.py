@@ -1,4 +1,10 @@
-"""casework's HTTP API: thin routes that parse, authorise and hand over to a handler."""
+"""casework's HTTP API: thin routes that parse, authorise and hand over to a handler.
+
+Scope `casework:write` for every route. A token bound to territories acts only on
+households, interviews and workshops of those territories (403 `forbidden_territory`);
+one bound to a worker records and cancels interviews only under that worker (403
+`forbidden_worker`). Every command is audited.
+"""
 
 from __future__ import annotations
 
@@ -9,29 +15,38 @@ from fastapi.responses import JSONResponse
 
 from alfi_contracts.commands import CancelInterview, ConfirmRehousing, RecordInterview, RecordWorkshop
 from alfi_contracts.events import InterviewCancellation
-from services.common.http import Authorised, run_command
+from services.common.http import AUTH_RESPONSES, Authorised, run_command
+
+from .access import scope_of
 
 WRITE = Authorised("casework:write")
 
 
-def routes(_runtime) -> APIRouter:  # noqa: ANN001
-    router = APIRouter(prefix="/v1", dependencies=[WRITE])
+def routes(runtime) -> APIRouter:  # noqa: ANN001
+    runtime.bus.access = scope_of  # what a command touches, for tokens bound to territories or a worker
+    router = APIRouter(prefix="/v1", dependencies=[WRITE], responses=AUTH_RESPONSES)
 
     @router.post("/interviews", status_code=201, tags=["interviews"])
     async def record_interview(request: Request, body: RecordInterview) -> JSONResponse:
+        """Record an interview held with a household. Scope `casework:write`, in the household's
+        territory; a token bound to a worker records only under its worker_id."""
         return await run_command(request, "record_interview", body)
 
     @router.post("/interviews/{interview_id}/cancellation", tags=["interviews"])
     async def cancel_interview(request: Request, interview_id: UUID, body: InterviewCancellation) -> JSONResponse:
+        """Cancel an interview. Scope `casework:write`, in its household's territory (and its
+        worker's, for a token bound to a worker)."""
         return await run_command(request, "cancel_interview",
                                  CancelInterview(interview_id=interview_id, **body.model_dump()))
 
     @router.post("/workshops", status_code=201, tags=["workshops"])
     async def record_workshop(request: Request, body: RecordWorkshop) -> JSONResponse:
+        """Record a collective workshop. Scope `casework:write`, in the territory it names."""
         return await run_command(request, "record_workshop", body)
 
     @router.post("/rehousings", status_code=201, tags=["rehousings"])
     async def confirm_rehousing(request: Request, body: ConfirmRehousing) -> JSONResponse:
+        """Confirm a household's rehousing. Scope `casework:write`, in the household's territory."""
         return await run_command(request, "confirm_rehousing", body)
 
     return router

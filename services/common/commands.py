@@ -5,6 +5,13 @@ events (through the outbox) there. From Kafka, each command runs in a savepoint 
 partition batch's transaction: a refused or undecodable command is rolled back alone and
 its dead letter is written to the outbox in the same transaction as the consumer
 position, so it is neither lost nor sent twice, and never blocks the partition.
+
+Least privilege (access.py): a command from HTTP carries the principal of its token; when
+that token is bound to territories or a worker, `run` asks the service's access policy,
+in the command's transaction, what the command touches, and refuses it (403) outside
+them. A command from Kafka carries no token (the bus is guarded by SASL ACLs): no
+principal, no check. Every command is audited (audit.py): accepted ones in their own
+transaction, refused ones once that transaction rolled back.
 """
 
 from __future__ import annotations
@@ -27,6 +34,8 @@ from alfi_contracts import EventData, command_message_union
 from alfi_contracts.envelope import describe
 from alfi_contracts.topics import events_topic
 
+from . import audit
+from .access import AccessPolicy, NoRule, Principal, authorise
 from .consumer import Batches, Deferral, Deferrals
 from .deadletters import write_dead_letter
 from .errors import Conflict, NotFound, NotYetKnown, Rejected
@@ -38,21 +47,52 @@ log = structlog.get_logger("alfi.commands")
 
 # What CloudEvents' correlationid extension accepts (alfi_contracts' Token).
 _TOKEN = re.compile(r"^[A-Za-z0-9._:-]{1,128}$")
+# The ids a command's own object goes by, for the audit trail (the household's has a column).
+_OBJECT_IDS = ("interview_id", "workshop_id", "rehousing_id", "situation_id", "meeting_id")
 
 
 @dataclass(frozen=True)
 class Context:
-    """Who caused this: propagated into every event as correlationid / causationid."""
+    """Who caused this: propagated into every event as correlationid / causationid.
+
+    `principal`: the token of an HTTP request (checked against the access policy);
+    `actor`: who to audit when there is no token (`kafka:<topic>`, a job's name)."""
 
     correlation_id: str
     causation_id: str
+    principal: Principal | None = None
+    actor: str | None = None
 
     @classmethod
-    def caused_by(cls, causation_id: str, supplied_correlation: str | None) -> Context:
+    def caused_by(cls, causation_id: str, supplied_correlation: str | None, *,
+                  principal: Principal | None = None, actor: str | None = None) -> Context:
         """A context keeping the caller's correlation id when it is a valid token, else a
         new one: a malformed id from HTTP or a Kafka header never refuses a command."""
         correlation = supplied_correlation if supplied_correlation and _TOKEN.match(supplied_correlation) else None
-        return cls(correlation or str(uuid.uuid4()), causation_id)
+        return cls(correlation or str(uuid.uuid4()), causation_id, principal, actor)
+
+    def audit_entry(self, service: str, action: str, outcome: str, ids: Any = None) -> audit.Entry:
+        """An audit row for this context; `ids`: a mapping or model holding the household's
+        and the object's ids (only those are read)."""
+        get = ids.get if isinstance(ids, dict) else (lambda name: getattr(ids, name, None))
+        objects = (_uuid(get(name)) for name in _OBJECT_IDS)
+        principal = self.principal
+        return audit.Entry(
+            actor=principal.label if principal else self.actor or "unattributed",
+            token_id=principal.token_id if principal else None,
+            service=service, action=action, household_id=_uuid(get("household_id")),
+            object_id=next((str(o) for o in objects if o is not None), None),
+            outcome=outcome, correlation_id=self.correlation_id,
+        )
+
+
+def _uuid(value: Any) -> uuid.UUID | None:
+    """An id as a UUID; anything else (a malformed path segment) is not kept: no input
+    other than ids reaches the audit trail."""
+    try:
+        return None if value is None else uuid.UUID(str(value))
+    except ValueError:
+        return None
 
 
 @dataclass
@@ -91,20 +131,33 @@ def fingerprint(command: BaseModel) -> str:
 
 class CommandBus:
     def __init__(self, service: str, schema: str, handlers: dict[str, Handler],
-                 retry: RetryPolicy | None = None) -> None:
+                 retry: RetryPolicy | None = None, access: AccessPolicy | None = None) -> None:
         self.service = service
         self.schema = schema
         self.handlers = handlers
         self.retry = retry or RetryPolicy()
+        # What each command touches (services/<svc>/access.py); set with the HTTP routes,
+        # the only way a principal reaches the bus. None: bound tokens are refused.
+        self.access = access
         self.messages = TypeAdapter(command_message_union(service)) if handlers else None
 
     async def execute(self, pool: asyncpg.Pool, name: str, command: BaseModel, context: Context) -> Outcome:
-        async with pool.acquire() as conn, conn.transaction():
-            return await self.run(conn, name, command, context)
+        try:
+            async with pool.acquire() as conn, conn.transaction():
+                return await self.run(conn, name, command, context)
+        except Rejected as error:
+            # Rolled back with the command: recorded on its own, never failing the answer.
+            await audit.record_quietly(pool, context.audit_entry(self.service, name, audit.rejected(error.kind), command))
+            raise
 
     async def run(self, conn: asyncpg.Connection, name: str, command: BaseModel, context: Context) -> Outcome:
+        """Check the principal's territories and worker, run the handler and audit the
+        accepted command, all in the caller's transaction. A refusal (Rejected) is
+        audited by the caller once that transaction has rolled back."""
         unit = Unit(conn, self.schema, self.service, context)
         try:
+            if context.principal is not None and context.principal.bound:
+                await self.authorise(conn, name, command, context.principal)
             try:
                 outcome = await self.handlers[name](unit, command)
             except asyncpg.UniqueViolationError as error:
@@ -116,12 +169,19 @@ class CommandBus:
             log.info("command_rejected", command=name, kind=error.kind, status=error.status,
                      correlationid=context.correlation_id, causationid=context.causation_id)
             raise
+        await audit.record(conn, context.audit_entry(self.service, name, audit.ACCEPTED, outcome.body))
         COMMANDS.labels(self.service, name, "accepted", "").inc()
         # Ids and closed labels only: the event types, never the command's content.
         log.info("command_accepted", command=name, replayed=not outcome.created and not unit.emitted,
                  event_types=[e.type for e in unit.emitted],
                  correlationid=context.correlation_id, causationid=context.causation_id)
         return outcome
+
+    async def authorise(self, conn: asyncpg.Connection, name: str, command: BaseModel, principal: Principal) -> None:
+        if self.access is None:
+            raise NoRule(f"{self.service} has no access rules: a token bound to territories or a worker"
+                         " cannot act here.")
+        authorise(principal, await self.access(conn, name, command))
 
     async def handle_kafka_batch(self, conn: asyncpg.Connection, batches: Batches) -> Deferrals:
         """Each command in a savepoint of the poll's transaction. A command whose household
@@ -131,26 +191,35 @@ class CommandBus:
         deferrals: Deferrals = {}
         for tp, records in batches.items():
             for record in records:
+                context = Context.caused_by(f"{tp.topic}:{tp.partition}:{record.offset}",
+                                            _header(record, "correlationid"), actor=f"kafka:{tp.topic}")
+                message = None
                 try:
                     async with conn.transaction():  # a savepoint per command
                         message = self.messages.validate_json(record.value or b"")
-                        context = Context.caused_by(f"{tp.topic}:{tp.partition}:{record.offset}",
-                                                    _header(record, "correlationid"))
                         await self.run(conn, message.command, message.data, context)
                 except ValidationError as error:
                     COMMANDS.labels(self.service, "unreadable", "rejected", "invalid").inc()
                     await self.dead_letter(conn, tp, record, "invalid", describe(error))
+                    await audit.record(conn, context.audit_entry(self.service, "unreadable", audit.rejected("invalid")))
                 except NotYetKnown as error:
                     deferral = self.retry.defer(tp, record.offset, error.kind)
                     if deferral is not None:
                         deferrals[tp] = deferral
                         break  # the partition's later commands wait behind this one, in order
                     await self.dead_letter(conn, tp, record, error.kind, error.detail)
+                    await self._audit_refusal(conn, context, message, error)
                 except Rejected as error:
                     await self.dead_letter(conn, tp, record, error.kind, error.detail)
+                    await self._audit_refusal(conn, context, message, error)
                 else:
                     self.retry.forget(tp, record.offset)
         return deferrals
+
+    async def _audit_refusal(self, conn: asyncpg.Connection, context: Context, message: Any, error: Rejected) -> None:
+        """In the batch's transaction, with the dead letter: exactly once, like it."""
+        await audit.record(conn, context.audit_entry(self.service, message.command, audit.rejected(error.kind),
+                                                     message.data))
 
     async def dead_letter(
         self, conn: asyncpg.Connection, tp: TopicPartition, record: ConsumerRecord, kind: str, detail: str

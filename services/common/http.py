@@ -3,7 +3,11 @@
 - Errors are RFC 9457 `application/problem+json`; validation problems list each
   offending field as a JSON pointer in `errors` and `detail`, and count unknown fields
   under their parent: never a value nor an unknown field's name (it may be personal).
-- `require_scope("x:y")`: 401 without a valid bearer token, 403 without the scope.
+- `require_scope("x:y")`: 401 without a valid bearer token (unknown, expired or revoked),
+  403 without the scope; the token's principal (scopes, territories, worker, label, id)
+  is kept on `request.state` and reaches the command's Context, where the bus checks the
+  territories and the worker (access.py) and audits the command (audit.py).
+- `audited_read`: a read of a household or of a report is audited before it is answered.
 - Bodies over `MAX_BODY_BYTES` answer 413 before they are parsed.
 - `X-Correlation-ID` is taken from the request (or made) and travels into every event.
 - PostgreSQL unreachable (a crash, a restart, a failover, the pool out of connections)
@@ -16,6 +20,7 @@ from __future__ import annotations
 import time
 import uuid
 from collections.abc import Awaitable, Callable
+from dataclasses import replace
 from typing import Any
 
 import asyncpg
@@ -30,8 +35,9 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from alfi_contracts.envelope import FieldProblem, field_problems
 
-from . import faults
-from .auth import scopes_of
+from . import audit, faults
+from .access import Principal
+from .auth import principal_of
 from .commands import Context
 from .errors import NotYetKnown, Rejected
 from .metrics import HTTP_DURATION, HTTP_REQUESTS, exposition
@@ -72,7 +78,6 @@ def install_problem_handlers(app: FastAPI) -> None:
         return problem(422, "Invalid request", f"Check these fields: {pointers}{unknown}.",
                        errors=[{"field": p.pointer, "message": p.message} for p in problems])
 
-
     @app.exception_handler(Rejected)
     async def rejected(_request: Request, error: Rejected) -> JSONResponse:
         extra: dict[str, Any] = {"kind": error.kind}
@@ -80,7 +85,7 @@ def install_problem_handlers(app: FastAPI) -> None:
             extra["errors"] = [{"field": error.field, "message": error.detail}]
         if isinstance(error, NotYetKnown):
             extra["headers"] = {"Retry-After": str(error.retry_after_seconds)}
-        title = {404: "Not found", 409: "Conflict"}.get(error.status, "Invalid request")
+        title = {403: "Forbidden", 404: "Not found", 409: "Conflict"}.get(error.status, "Invalid request")
         return problem(error.status, title, error.detail, **extra)
 
     @app.exception_handler(HTTPException)
@@ -139,11 +144,20 @@ class BodyLimit:
 
 
 def request_context(request: Request) -> Context:
-    return Context.caused_by(f"http:{uuid.uuid4()}", request.headers.get("x-correlation-id"))
+    return Context.caused_by(f"http:{uuid.uuid4()}", request.headers.get("x-correlation-id"),
+                             principal=getattr(request.state, "principal", None))
 
 
 # Declares the scheme in the OpenAPI document; the checks below give the problem answers.
 bearer = HTTPBearer(auto_error=False, description="A platform token (make token SCOPES=...)")
+# What every authorised route may answer about its token (OpenAPI), as problem+json.
+AUTH_RESPONSES: dict[int | str, dict[str, Any]] = {
+    401: {"description": "No valid bearer token: missing, unknown, expired or revoked.",
+          "content": {PROBLEM: {}}},
+    403: {"description": "The token lacks the route's scope, or is bound to other territories"
+                         " (`kind` forbidden_territory) or to another worker (forbidden_worker).",
+          "content": {PROBLEM: {}}},
+}
 
 
 def require_scope(scope: str) -> Callable[..., Awaitable[None]]:
@@ -152,17 +166,52 @@ def require_scope(scope: str) -> Callable[..., Awaitable[None]]:
         if credentials is None or not credentials.credentials:
             raise HTTPException(401, "A bearer token is required (Authorization: Bearer ...)", challenge)
         pool: asyncpg.Pool = request.app.state.pool
-        scopes = await scopes_of(pool, credentials.credentials.strip())
-        if scopes is None:
+        principal = await principal_of(pool, credentials.credentials.strip())
+        if principal is None:
             raise HTTPException(401, "The bearer token is unknown, expired or revoked", challenge)
-        if scope not in scopes:
+        if scope not in principal.scopes:
+            # Audited like a refused command: a token tried what it was not given.
+            route = request.scope.get("route")
+            action = f"{request.method} {getattr(route, 'path', request.url.path)}"
+            context = Context.caused_by(f"http:{uuid.uuid4()}", None, principal=principal)
+            await audit.record_quietly(pool, context.audit_entry(
+                request.app.state.runtime.definition.name, action, audit.rejected("forbidden_scope"),
+                request.path_params))
             raise HTTPException(403, f"The token lacks the scope {scope}")
+        request.state.principal = principal
 
     return check
 
 
 def Authorised(scope: str) -> Any:  # noqa: N802 - reads as a marker in route signatures
     return Depends(require_scope(scope))
+
+
+def request_principal(request: Request) -> Principal:
+    """The principal `require_scope` found for this request."""
+    return request.state.principal
+
+
+async def audited_read(request: Request, action: str, read: Callable[[], Awaitable[Any]], *,
+                       household_id: uuid.UUID | None = None, object_id: str | None = None,
+                       conn: asyncpg.Connection | None = None) -> Any:
+    """`read()`'s answer, once the read is in the audit trail (written on `conn`, in the
+    read's transaction, when given; else on the pool): a read that cannot be audited is
+    not served. A refused read (403, 404) is audited too, without failing its answer."""
+    context = request_context(request)
+    service = request.app.state.runtime.definition.name
+
+    def entry(outcome: str) -> audit.Entry:
+        return replace(context.audit_entry(service, action, outcome, {"household_id": household_id}),
+                       object_id=object_id)
+
+    try:
+        answer = await read()
+    except Rejected as error:
+        await audit.record_quietly(request.app.state.pool, entry(audit.rejected(error.kind)))
+        raise
+    await audit.record(conn or request.app.state.pool, entry(audit.ACCEPTED))
+    return answer
 
 
 def install_health_and_metrics(

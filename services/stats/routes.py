@@ -1,4 +1,10 @@
-"""stats' reports API (scope reports:read): JSON, CSV, projection status, printable HTML."""
+"""stats' reports API (scope reports:read): JSON, CSV, projection status, printable HTML.
+
+A token bound to territories reads only figures filtered to one of them (`territory=`;
+403 `forbidden_territory` otherwise, naming the territories it may ask for). Every read
+of a report is audited (`read_report`, the report, year and filters as object id); the
+projections' status carries no figures and is not.
+"""
 
 from __future__ import annotations
 
@@ -16,7 +22,8 @@ from fastapi.responses import HTMLResponse, JSONResponse, Response
 
 from alfi_contracts.topics import CASEWORK_EVENTS, INTAKE_EVENTS, VEILLE_EVENTS
 from alfi_contracts.vocabulary import Programme, Slug
-from services.common.http import Authorised
+from services.common.access import authorise_report
+from services.common.http import AUTH_RESPONSES, Authorised, audited_read, request_principal
 
 from . import generations, reports
 from .charts import bar_chart
@@ -60,23 +67,41 @@ async def projection(request: Request) -> AsyncIterator[asyncpg.Connection]:
         yield conn
 
 
+def report_id(name: str, year: int, **filters: str | None) -> str:
+    """What the audit trail names a report by: `activity:2023:territory=bretagne`."""
+    return ":".join([name, str(year), *(f"{k}={v}" for k, v in filters.items() if v is not None)])
+
+
 def routes(runtime) -> APIRouter:  # noqa: ANN001
-    router = APIRouter(dependencies=[READ])
+    router = APIRouter(dependencies=[READ], responses=AUTH_RESPONSES)
 
     @router.get("/v1/reports/activity", tags=["reports"])
     async def activity(request: Request, year: Year, programme: ProgrammeFilter = None,
                        territory: TerritoryFilter = None) -> dict:
-        """The headline figures of the year (the bilan), optionally for one programme or territory."""
-        async with projection(request) as conn:
-            return await reports.activity(conn, year, programme, territory)
+        """The headline figures of the year (the bilan), optionally for one programme or territory.
+        Scope `reports:read`; a token bound to territories must name one of them in `territory`."""
+        async def read() -> dict:
+            authorise_report(request_principal(request), territory)
+            async with projection(request) as conn:
+                return await reports.activity(conn, year, programme, territory)
+
+        return await audited_read(request, "read_report", read,
+                                  object_id=report_id("activity", year, programme=programme, territory=territory))
 
     @router.get("/v1/reports/activity/breakdown", tags=["reports"])
     async def breakdown(request: Request, year: Year, by: Dimension, format: Format = Format.JSON,  # noqa: A002
                         programme: ProgrammeFilter = None, territory: TerritoryFilter = None) -> Response:
-        """The figures split by one dimension; rows add up to the headline figures."""
-        async with projection(request) as conn:
-            rows = await reports.breakdown(conn, year, by.value, programme, territory)
-            totals = await reports.activity(conn, year, programme, territory)
+        """The figures split by one dimension; rows add up to the headline figures.
+        Scope `reports:read`; a token bound to territories must name one of them in `territory`."""
+        async def read() -> tuple[list[dict], dict]:
+            authorise_report(request_principal(request), territory)
+            async with projection(request) as conn:
+                return (await reports.breakdown(conn, year, by.value, programme, territory),
+                        await reports.activity(conn, year, programme, territory))
+
+        rows, totals = await audited_read(
+            request, "read_report", read,
+            object_id=report_id("breakdown", year, by=by.value, programme=programme, territory=territory))
         if format is Format.CSV:
             out = io.StringIO()
             writer = csv.DictWriter(out, fieldnames=[by.value, *reports.FIGURES], lineterminator="\n")
@@ -88,7 +113,8 @@ def routes(runtime) -> APIRouter:  # noqa: ANN001
 
     @router.get("/v1/projections/status", tags=["projections"])
     async def status(request: Request) -> dict:
-        """Position and lag per partition, newest applied event per topic, generation."""
+        """Position and lag per partition, newest applied event per topic, generation.
+        Scope `reports:read` (no figures: any territory)."""
         async with projection(request) as conn:
             generation = await generations.current(conn)
             positions = await conn.fetch(
@@ -110,18 +136,26 @@ def routes(runtime) -> APIRouter:  # noqa: ANN001
         }
 
     @router.get("/reports/{year}", response_class=HTMLResponse, tags=["reports"])
-    async def page(request: Request, year: Annotated[int, Path(ge=1900, le=2100)]) -> HTMLResponse:
-        """The bilan of the year as a printable page, charts in SVG."""
-        async with projection(request) as conn:
-            totals = await reports.activity(conn, year)
-            by_programme = await reports.breakdown(conn, year, "programme")
-            by_month = await reports.breakdown(conn, year, "month")
-        return HTMLResponse(render_page(year, totals, by_programme, by_month))
+    async def page(request: Request, year: Annotated[int, Path(ge=1900, le=2100)],
+                   territory: TerritoryFilter = None) -> HTMLResponse:
+        """The bilan of the year as a printable page, charts in SVG, optionally for one territory.
+        Scope `reports:read`; a token bound to territories must name one of them in `territory`."""
+        async def read() -> str:
+            authorise_report(request_principal(request), territory)
+            async with projection(request) as conn:
+                totals = await reports.activity(conn, year, None, territory)
+                by_programme = await reports.breakdown(conn, year, "programme", None, territory)
+                by_month = await reports.breakdown(conn, year, "month", None, territory)
+            return render_page(year, totals, by_programme, by_month, territory)
+
+        return HTMLResponse(await audited_read(request, "read_report", read,
+                                               object_id=report_id("page", year, territory=territory)))
 
     return router
 
 
-def render_page(year: int, totals: dict, by_programme: list[dict], by_month: list[dict]) -> str:
+def render_page(year: int, totals: dict, by_programme: list[dict], by_month: list[dict],
+                territory: str | None = None) -> str:
     figures = "\n".join(
         f"<tr><th scope='row'>{escape(FIGURE_LABELS[f])}</th><td>{totals[f]:,}</td></tr>".replace(",", "\u202f")
         for f in reports.FIGURES)
@@ -139,7 +173,7 @@ def render_page(year: int, totals: dict, by_programme: list[dict], by_month: lis
  @media print {{ body {{ margin: 0; }} }}
 </style></head>
 <body>
-<h1>Accompagnement social — bilan {year}</h1>
+<h1>Accompagnement social — bilan {year}{f" — {escape(territory)}" if territory else ""}</h1>
 <p>Chiffres calculés à partir des événements de la plateforme. Aucune donnée nominative.</p>
 <table><caption>Les principaux chiffres {year}</caption><tbody>
 {figures}
