@@ -35,6 +35,11 @@ From Python (tests own throwaway instances this way): kafka_up(port=, root=),
 kafka_down(root, kill=); pg_up(port, root), pg_down(root, immediate=) (immediate is a
 crash: no checkpoint); kafka_cluster_up(ports, root), kafka_node_down(node, root, kill=),
 kafka_node_up(node, root), kafka_cluster_down(root).
+
+kafka_up(port=, root=, scram=(user, password)) starts a single broker whose client
+listener is SASL_PLAINTEXT with SCRAM-SHA-512 instead of PLAINTEXT (the user created at
+storage format, deploy/kafka/sasl-scram.properties.in appended): how docker-compose.yml
+runs Kafka, for tests of the clients' authentication. Without `scram`, nothing changes.
 """
 
 from __future__ import annotations
@@ -55,7 +60,7 @@ import sys
 import tempfile
 import time
 import uuid
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from urllib.parse import urlsplit
 
@@ -256,10 +261,16 @@ class KafkaNodeConfig:
     voters: str
     replication_factor: int
     min_insync: int
+    # (user, password): a SASL_PLAINTEXT client listener with this SCRAM-SHA-512 user.
+    scram: tuple[str, str] | None = field(default=None, repr=False)
 
     @property
     def controller_port(self) -> int:
         return self.port + 1
+
+    @property
+    def listener(self) -> str:
+        return "SASL_PLAINTEXT" if self.scram else "PLAINTEXT"
 
 
 @dataclass
@@ -314,16 +325,26 @@ def start_kafka_node(
     java, lib = runtime
     paths.root.mkdir(parents=True, exist_ok=True)
     if config is not None:
+        refuse_other_security(paths, config)
         template = (KAFKA_CONF_DIR / "server.properties.in").read_text()
-        paths.properties.write_text(
+        if config.scram:
+            template += (KAFKA_CONF_DIR / "sasl-scram.properties.in").read_text()
+        rendered = (
             template.replace("@DATA_DIR@", str(paths.data))
             .replace("@NODE_ID@", str(config.node_id))
             .replace("@VOTERS@", config.voters)
             .replace("@REPLICATION_FACTOR@", str(config.replication_factor))
             .replace("@MIN_ISR@", str(config.min_insync))
+            .replace("@LISTENER@", config.listener)
             .replace("@CONTROLLER_PORT@", str(config.controller_port))
             .replace("@PORT@", str(config.port))
         )
+        if config.scram:
+            user, password = config.scram
+            rendered = rendered.replace("@SCRAM_USERNAME@", user).replace("@SCRAM_PASSWORD@", password)
+        paths.properties.touch(mode=0o600)
+        paths.properties.chmod(0o600)  # before writing: it holds the SCRAM password when there is one
+        paths.properties.write_text(rendered)
         unfilled = re.findall(r"@[A-Z_]+@", paths.properties.read_text())
         if unfilled:
             raise DevstackError(f"{paths.properties}: placeholders left unfilled: {unfilled}")
@@ -331,12 +352,15 @@ def start_kafka_node(
         raise DevstackError(f"{paths.properties} is missing: start the node with its cluster first.")
     classpath = f"{lib}/*"
     if not (paths.data / "meta.properties").exists():
+        # A SCRAM user exists from the first start only if it is in the formatted metadata.
+        add_scram = (["--add-scram", f"SCRAM-SHA-512=[name={config.scram[0]},password={config.scram[1]}]"]
+                     if config is not None and config.scram else [])
         result = subprocess.run(
             # `--cluster-id=` form: a base64url id may start with "-", which would read as an option.
             # A one-shot tool: the client JIT and serial GC cost a third less CPU at start.
             [java, "-Xmx256m", "-XX:TieredStopAtLevel=1", "-XX:+UseSerialGC", "-cp", classpath,
              "kafka.tools.StorageTool", "format", f"--cluster-id={cluster_id}",
-             "-c", str(paths.properties), "-g"],
+             "-c", str(paths.properties), "-g", *add_scram],
             capture_output=True, text=True,
         )
         if result.returncode != 0:
@@ -354,6 +378,22 @@ def start_kafka_node(
         )
     paths.pid.write_text(str(process.pid))
     return KafkaLaunch(paths, port, process, offset, started)
+
+
+def refuse_other_security(paths: KafkaPaths, config: KafkaNodeConfig) -> None:
+    """A storage formatted for a PLAINTEXT broker has no SCRAM user, and one formatted with
+    a user expects SASL: refuse to start it the other way, and to write into `--add-scram`
+    or the JAAS line a user or password that would not survive their syntax."""
+    if config.scram and not all(part and not set(part) & set(',"\\\n') for part in config.scram):
+        raise DevstackError('a SCRAM user and password must be non-empty, without , " \\ or a newline')
+    if not (paths.data / "meta.properties").exists() or not paths.properties.exists():
+        return
+    was_sasl = "sasl.enabled.mechanisms=" in paths.properties.read_text()
+    if was_sasl != bool(config.scram):
+        raise DevstackError(
+            f"the Kafka storage in {paths.data} was formatted {'with' if was_sasl else 'without'} "
+            f"SCRAM credentials: start it the same way, or remove {paths.root} to start afresh."
+        )
 
 
 def wait_kafka_ready(launches: list[KafkaLaunch], deadline: float) -> None:
@@ -383,10 +423,15 @@ def wait_kafka_ready(launches: list[KafkaLaunch], deadline: float) -> None:
             time.sleep(0.25)
 
 
-def kafka_up(timeout: float = 180.0, *, port: int | None = None, root: Path | None = None) -> str:
+def kafka_up(
+    timeout: float = 180.0, *, port: int | None = None, root: Path | None = None,
+    scram: tuple[str, str] | None = None,
+) -> str:
     """Start the local broker unless one is already ours and running; return bootstrap.
 
-    `port` and `root` give a separate broker (the tests use a throwaway one)."""
+    `port` and `root` give a separate broker (the tests use a throwaway one). `scram`
+    (user, password) makes its client listener SASL_PLAINTEXT with that SCRAM-SHA-512
+    user, created when its storage is formatted."""
     if os.environ.get("KAFKA_BOOTSTRAP_SERVERS") and port is None:
         return os.environ["KAFKA_BOOTSTRAP_SERVERS"]
     port = port or kafka_port()
@@ -394,7 +439,8 @@ def kafka_up(timeout: float = 180.0, *, port: int | None = None, root: Path | No
     if kafka_node_running(paths, port):
         return f"127.0.0.1:{port}"
     config = KafkaNodeConfig(
-        node_id=1, port=port, voters=f"1@127.0.0.1:{port + 1}", replication_factor=1, min_insync=1
+        node_id=1, port=port, voters=f"1@127.0.0.1:{port + 1}", replication_factor=1, min_insync=1,
+        scram=scram,
     )
     launch = start_kafka_node(paths, port, config=config, cluster_id=new_cluster_id(), runtime=kafka_runtime())
     wait_kafka_ready([launch], launch.started + timeout)
