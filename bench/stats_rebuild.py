@@ -8,8 +8,9 @@ then rounds alternate the two and each keeps its best (BENCH_STATS_ROUNDS, defau
 Targets (2 cores, everything local): rebuild >= 25,000 events/s, >= 40% of the bare
 consumer's rate, stats' peak resident memory < 400 MB.
 
-The events are written as the services write them (CloudEvents JSON, key = household),
-built as plain dicts for speed; the rebuild validates every one against the contracts.
+The events are written as the services write them (CloudEvents JSON, key = household,
+personal fields sealed with the household's key, stored in the keyring), built as plain
+dicts for speed; the rebuild opens and validates every one against the contracts.
 The mix follows the association's activity scaled up: enrolments, closures, referent
 changes, interviews (about 87%), cancellations, workshops, rehousings, escalations,
 meetings and resolutions.
@@ -27,9 +28,14 @@ import time
 import uuid
 from datetime import UTC, date, datetime, timedelta
 
+import asyncpg
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
 
+from alfi_contracts import EVENTS_BY_TYPE
+from alfi_contracts.envelope import associated_data
+from alfi_contracts.privacy import SEALED, personal_fields, split
 from alfi_contracts.topics import CASEWORK_EVENTS, INTAKE_EVENTS, VEILLE_EVENTS
+from services.common import keyring
 from services.common.kafka import ensure_topics, partitions_of
 from services.common.service import run_like_a_service
 
@@ -41,9 +47,20 @@ PROGRAMMES = ["pension_de_famille", "jeunes_ase", "residence_jeunes_actifs", "lo
 TERRITORIES = ["ile-de-france", "bretagne", "hauts-de-france", "normandie"]
 
 
+# Each household's key, as intake creates them (keyring); the rebuild reads them there.
+KEYS: dict[str, bytes] = {}
+
+
 def envelope(service: str, event_type: str, version: int, subject: str, data: dict) -> bytes:
+    """The event as the services write it: its personal fields sealed with the household's key."""
+    event_id = str(uuid.uuid4())
+    model = EVENTS_BY_TYPE[event_type]
+    if personal_fields(model):
+        clear, personal = split(model, data)
+        data = {**clear, SEALED: keyring.seal(KEYS[data["household_id"]], associated_data(event_type, event_id),
+                                              personal)}
     return json.dumps({
-        "specversion": "1.0", "id": str(uuid.uuid4()), "source": f"/alfi/{service}", "type": event_type,
+        "specversion": "1.0", "id": event_id, "source": f"/alfi/{service}", "type": event_type,
         "time": datetime.now(UTC).isoformat(), "subject": subject, "datacontenttype": "application/json",
         "dataschema": f"urn:alfi:schema:{event_type}:v{version}", "correlationid": "bench", "data": data,
     }).encode()
@@ -54,6 +71,7 @@ def generate(total: int, seed: int = 7):  # noqa: ANN201 - yields (topic, key, v
     day = lambda: (date(2023, 1, 1) + timedelta(days=rng.randint(0, 364))).isoformat()  # noqa: E731
     households = total // 20
     ids = [str(uuid.UUID(int=rng.getrandbits(128), version=4)) for _ in range(households)]
+    KEYS.update((h, rng.randbytes(32)) for h in ids)
     produced = 0
     for h in ids:
         yield INTAKE_EVENTS, h, envelope("intake", "household.enrolled", 1, h, {
@@ -107,6 +125,17 @@ def generate(total: int, seed: int = 7):  # noqa: ANN201 - yields (topic, key, v
                 "rehousing_id": r, "household_id": h, "landlord": "antin-residences", "confirmed_on": day(),
                 "youth": True, "dalo_priority": rng.random() < 0.4})
         produced += 1
+
+
+async def store_keys(database_url: str) -> None:
+    conn = await asyncpg.connect(database_url)
+    try:
+        await keyring.migrate_keyring(conn)
+        await conn.execute("TRUNCATE keyring.household_keys")
+        await conn.copy_records_to_table("household_keys", schema_name=keyring.SCHEMA, columns=["household_id", "key"],
+                                         records=[(uuid.UUID(h), k) for h, k in KEYS.items()])
+    finally:
+        await conn.close()
 
 
 async def load(bootstrap: str, total: int) -> float:
@@ -164,6 +193,7 @@ def main() -> int:
     bootstrap = os.environ["KAFKA_BOOTSTRAP_SERVERS"]
     print(f"stats rebuild over {EVENTS:,} events".replace(",", " "), flush=True)
     loaded = asyncio.run(load(bootstrap, EVENTS))
+    asyncio.run(store_keys(os.environ["DATABASE_URL"]))
     print(f"  loaded into the three topics in {loaded:.1f}s ({EVENTS / loaded:,.0f} events/s)", flush=True)
     # A first full read warms what both timed runs share (the broker's fetch path, freshly
     # started and only ever written to, and the page cache), so neither pays it alone.

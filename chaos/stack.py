@@ -29,6 +29,9 @@ from services.common.auth import ALL_SCOPES, issue_token, migrate_auth
 
 SERVICES = ("intake", "casework", "veille", "stats")
 DATABASE = "alfi_chaos"
+# Short enough to wait for at the end of a run, long enough to outlast a service killed
+# while the last erasures are sent (its events still reach stats whole).
+ERASURE_GRACE_SECONDS = 45
 
 
 @dataclass(frozen=True)
@@ -138,7 +141,10 @@ class Stack:
     def env(self) -> dict[str, str]:
         replicas = ("3", "2") if self.cluster else ("1", "1")
         return {"DATABASE_URL": self.database_url, "KAFKA_BOOTSTRAP_SERVERS": self.bootstrap,
-                "ALFI_KAFKA_REPLICATION_FACTOR": replicas[0], "ALFI_KAFKA_MIN_INSYNC_REPLICAS": replicas[1]}
+                "ALFI_KAFKA_REPLICATION_FACTOR": replicas[0], "ALFI_KAFKA_MIN_INSYNC_REPLICAS": replicas[1],
+                # The load replays 2022-2024: no retention clock; erasures complete
+                # (keys deleted, stats anonymises) ERASURE_GRACE_SECONDS after them.
+                "ALFI_RETENTION_ENABLED": "false", "ALFI_ERASURE_GRACE_SECONDS": str(ERASURE_GRACE_SECONDS)}
 
     def url(self, service: str) -> str:
         return f"http://127.0.0.1:{self.ports.services[service]}"

@@ -34,6 +34,7 @@ from alfi_contracts import ContractError, decode
 from alfi_contracts import events as ev
 from alfi_contracts.topics import DLQ_ERROR_KIND, SERVICES, commands_topic, dead_letter_topic, events_topic
 from services.common.kafka import partitions_of, read_to_end
+from services.common.keyring import KeyCache
 from services.stats.reports import DIMENSIONS, FIGURES
 from tests.reference import bilan
 
@@ -88,6 +89,14 @@ async def _pending(stack: Stack, http: aiohttp.ClientSession) -> str:
                 f'SELECT count(*) FROM "{schema}".outbox WHERE published_at IS NULL AND refused_at IS NULL')
             if backlog:
                 return f"{schema} outbox holds {backlog} unpublished"
+        # Erasures complete after their grace period: keys deleted, stats anonymised.
+        erased = await conn.fetchval("SELECT count(*) FROM intake.households WHERE erased_on IS NOT NULL")
+        anonymised = await conn.fetchval("SELECT count(*) FROM stats.anonymised_households")
+        if anonymised < erased:
+            return f"stats anonymised {anonymised} of {erased} erased households (grace period)"
+        keys = await conn.fetchval("SELECT count(*) FROM keyring.household_keys WHERE destroy_after IS NOT NULL")
+        if keys:
+            return f"{keys} erased households' keys are in their grace period"
         consumed = {}
         for service in SERVICES:
             for row in await conn.fetch(
@@ -140,12 +149,14 @@ def expected_events(commands: list[Command]) -> list[tuple[Command, ev.EventData
     return implied
 
 
-def fact(data: ev.EventData) -> tuple:
-    """What one event records: (entity, id, type), and for a referent change, which."""
+def fact(data: ev.EventData, erased: frozenset[str] = frozenset()) -> tuple:
+    """What one event records: (entity, id, type), and for a referent change, which (its
+    worker only while the household's key exists: erased, it no longer reads)."""
     entity = ENTITY[data.type.split(".")[0]]
     key: tuple = (entity, str(getattr(data, f"{entity}_id")), data.type)
     if isinstance(data, ev.HouseholdReferentChanged):
-        key += (data.changed_on.isoformat(), data.referent_worker_id)
+        key += (data.changed_on.isoformat(),
+                None if str(data.household_id) in erased else data.referent_worker_id)
     return key
 
 
@@ -281,7 +292,35 @@ class Reference:
         return dict(rows)
 
     def projection_rows(self) -> dict[str, dict]:
-        """The rows stats' tables must hold, in `PROJECTION_QUERIES`' shape."""
+        """The rows stats' generation tables must hold, in `PROJECTION_QUERIES`' shape:
+        none of an erased household's (they are in the anon_* tables, `anonymised_rows`)."""
+        rows = self.all_rows()
+        erased = self.erased()
+        for table, of in self._households_of().items():
+            rows[table] = {k: v for k, v in rows[table].items() if of(k, v) not in erased}
+        return rows
+
+    def erased(self) -> set[str]:
+        return {k for k, h in self.households.items() if h["erased"]}
+
+    def _households_of(self) -> dict[str, Any]:
+        """For each table with household rows: its row -> the household it is about."""
+        situation = {k: s.get("household_id") for k, s in self.situations.items()}
+        return {"households": lambda k, v: k, "interviews": lambda k, v: v[0], "rehousings": lambda k, v: v[0],
+                "situations": lambda k, v: v[0], "reviews": lambda k, v: situation.get(k[1])}
+
+    def anonymised_rows(self) -> dict[str, Counter]:
+        """What the anon_* tables must hold: the erased households' rows, ids left out
+        (they are new random ones), as multisets."""
+        rows, erased = self.all_rows(), self.erased()
+        out = {}
+        for table, of in self._households_of().items():
+            width = {"households": 0, "reviews": 0}.get(table, 1)  # household id columns after the key
+            out[table] = Counter(v[width:] if table != "reviews" else (k[0], *v)
+                                 for k, v in rows[table].items() if of(k, v) in erased)
+        return out
+
+    def all_rows(self) -> dict[str, dict]:
         return {
             "households": {k: (h.get("programme"), h.get("territory"), h.get("enrolled_on"), h.get("referent"),
                                h["closed_on"], h["erased"]) for k, h in self.households.items()},
@@ -309,6 +348,20 @@ PROJECTION_QUERIES = {
     "situations": "SELECT situation_id::text, household_id::text, escalated_on, resolved_on FROM situations",
     "meetings": "SELECT meeting_id::text, held_on, territory FROM meetings",
     "reviews": "SELECT meeting_id::text, situation_id::text, decision FROM reviews",
+}
+
+
+# The anon_* tables, in `Reference.anonymised_rows`' shape (their ids are random).
+ANONYMISED_QUERIES = {
+    table: PROJECTION_QUERIES[table].replace(f"FROM {table}", f"FROM stats.anon_{table}")
+    for table in ("households", "interviews", "rehousings", "situations", "reviews")
+}
+ANONYMISED_ROW = {
+    "households": lambda r: tuple(r[1:]),
+    "interviews": lambda r: tuple(r[2:]),
+    "rehousings": lambda r: tuple(r[2:]),
+    "situations": lambda r: tuple(r[2:]),
+    "reviews": lambda r: (r[0], *r[2:]),
 }
 
 
@@ -384,9 +437,16 @@ async def _check_figures(stack: Stack, reference: Reference, events: list[ev.Eve
 
 async def _check_events(stack: Stack, implied: list[tuple[Command, ev.EventData]], findings: Findings) -> None:
     published = []
-    for record in await read_to_end(stack.bootstrap, EVENT_TOPICS):
+    records = await read_to_end(stack.bootstrap, EVENT_TOPICS)
+    keys = KeyCache()  # personal fields open with the household's key while it exists
+    conn = await asyncpg.connect(stack.database_url)
+    try:
+        await keys.load(conn, {r.key.decode(errors="replace") for r in records if r.key})
+    finally:
+        await conn.close()
+    for record in records:
         try:
-            envelope, data = decode(record.value or b"")
+            envelope, data = decode(record.value or b"", keys.unsealer)
         except ContractError:
             findings.unreadable += 1
             continue
@@ -394,13 +454,18 @@ async def _check_events(stack: Stack, implied: list[tuple[Command, ev.EventData]
     compare_facts(implied, published, findings)
 
 
+def erased_households(events: list[ev.EventData]) -> frozenset[str]:
+    return frozenset(str(d.household_id) for d in events if isinstance(d, ev.HouseholdPersonalDataErased))
+
+
 def compare_facts(implied: list[tuple[Command, ev.EventData]], published: list[tuple[Any, ev.EventData]],
                   findings: Findings) -> None:
     """Each implied fact against the CloudEvent ids published for it (module docstring)."""
-    expected: dict[tuple, Command] = {fact(data): command for command, data in implied}
+    erased = erased_households([data for _, data in implied])
+    expected: dict[tuple, Command] = {fact(data, erased): command for command, data in implied}
     seen: dict[tuple, set] = defaultdict(set)
     for event_id, data in published:
-        key = fact(data)
+        key = fact(data, erased)
         if event_id in seen[key]:
             findings.republished += 1
         seen[key].add(event_id)
@@ -437,6 +502,15 @@ async def _check_rows(stack: Stack, reference: Reference, findings: Findings) ->
                     findings.rows_exact += 1
                 elif len(findings.row_mismatches) < 200:
                     findings.row_mismatches.append(f"{table} {key}: {got.get(key)} (expected {expected.get(key)})")
+        # What is left of erased households: the same rows under new ids.
+        for table, expected_rows in reference.anonymised_rows().items():
+            got_rows = Counter(ANONYMISED_ROW[table](r) for r in await conn.fetch(ANONYMISED_QUERIES[table]))
+            findings.rows_total += 1
+            if got_rows == expected_rows:
+                findings.rows_exact += 1
+            else:
+                findings.row_mismatches.append(f"anon_{table}: {sorted(got_rows.items())[:5]}..."
+                                               f" (expected {sorted(expected_rows.items())[:5]}...)")
     finally:
         await conn.close()
 

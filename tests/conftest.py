@@ -8,6 +8,7 @@ works in a database of its own, dropped at the end, so runs never see each other
 from __future__ import annotations
 
 import contextlib
+import os
 import uuid
 from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
@@ -19,6 +20,9 @@ import pytest
 from tests import infra
 
 LAYERS = ("unit", "integration", "e2e")
+# The tests' households are dated years back: the retention clock (on by default) would
+# erase them while the session runs. tests/integration/test_retention.py drives it itself.
+os.environ.setdefault("ALFI_RETENTION_ENABLED", "false")
 
 
 def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:

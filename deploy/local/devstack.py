@@ -834,6 +834,9 @@ def run_foreground() -> int:
     bootstrap, url = kafka_up(), pg_up()
     log(f"development token with every scope written to {write_dev_token(url)}")
     env = dict(os.environ, KAFKA_BOOTSTRAP_SERVERS=bootstrap, DATABASE_URL=url)
+    # A development stack replays past years (make demo): the retention clock would erase
+    # them within minutes. Off unless asked for (ALFI_RETENTION_ENABLED=true make run).
+    env.setdefault("ALFI_RETENTION_ENABLED", "false")
     children: list[tuple[str, subprocess.Popen]] = []
     stopping = False
 

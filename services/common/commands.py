@@ -113,6 +113,8 @@ class Unit:
     service: str
     context: Context
     emitted: list[EventData] = field(default_factory=list)
+    # How long an erasure lets the household's key live on (settings.erasure_grace_seconds).
+    erasure_grace_seconds: float = 900.0
 
     async def emit(self, data: EventData) -> None:
         await emit(self.conn, self.schema, events_topic(self.service), data,
@@ -131,8 +133,10 @@ def fingerprint(command: BaseModel) -> str:
 
 class CommandBus:
     def __init__(self, service: str, schema: str, handlers: dict[str, Handler],
-                 retry: RetryPolicy | None = None, access: AccessPolicy | None = None) -> None:
+                 retry: RetryPolicy | None = None, access: AccessPolicy | None = None,
+                 erasure_grace_seconds: float = 900.0) -> None:
         self.service = service
+        self.erasure_grace_seconds = erasure_grace_seconds
         self.schema = schema
         self.handlers = handlers
         self.retry = retry or RetryPolicy()
@@ -154,7 +158,7 @@ class CommandBus:
         """Check the principal's territories and worker, run the handler and audit the
         accepted command, all in the caller's transaction. A refusal (Rejected) is
         audited by the caller once that transaction has rolled back."""
-        unit = Unit(conn, self.schema, self.service, context)
+        unit = Unit(conn, self.schema, self.service, context, erasure_grace_seconds=self.erasure_grace_seconds)
         try:
             if context.principal is not None and context.principal.bound:
                 await self.authorise(conn, name, command, context.principal)

@@ -1,7 +1,10 @@
 """Crypto-shredding: one key per household, in one place, and how events are sealed.
 
 The keys live in the platform-wide `keyring` schema (like `auth`): intake creates a
-household's key in its enrolment transaction and deletes it in its erasure transaction;
+household's key in its enrolment transaction; its erasure transaction stops all sealing
+for the household and schedules the key's deletion after a grace period (`sweep`, run
+by every service's observer), during which consumers still apply events already in
+flight;
 casework and veille read it in the command transaction that seals an event
 (`FOR SHARE`, so an erasure and a command never cross); consumers (the replicas, stats)
 read keys through a `KeyCache`, a few seconds old at most. Keys never leave PostgreSQL
@@ -61,17 +64,31 @@ async def create_key(conn: asyncpg.Connection, household_id: UUID) -> None:
         " ON CONFLICT (household_id) DO NOTHING", household_id, AESGCM.generate_key(256))
 
 
-async def destroy_key(conn: asyncpg.Connection, household_id: UUID) -> None:
-    """Erase: after this transaction commits, no sealed field of the household opens."""
-    await conn.execute(f"DELETE FROM {SCHEMA}.household_keys WHERE household_id = $1", household_id)
+async def destroy_key(conn: asyncpg.Connection, household_id: UUID, grace_seconds: float) -> None:
+    """Erase: nothing is sealed for the household after this transaction commits, and
+    after `grace_seconds` (then `sweep`) no sealed field of it opens any more: events its
+    services published just before are still applied whole by their consumers meanwhile."""
+    if grace_seconds <= 0:
+        await conn.execute(f"DELETE FROM {SCHEMA}.household_keys WHERE household_id = $1", household_id)
+    else:
+        await conn.execute(
+            f"UPDATE {SCHEMA}.household_keys SET destroy_after = now() + make_interval(secs => $2)"
+            " WHERE household_id = $1 AND destroy_after IS NULL", household_id, float(grace_seconds))
     await conn.execute(f"INSERT INTO {SCHEMA}.destroyed_keys (household_id) VALUES ($1)"
                        " ON CONFLICT (household_id) DO NOTHING", household_id)
+
+
+async def sweep(conn: asyncpg.Connection | asyncpg.Pool) -> int:
+    """Delete the keys whose grace period is over; returns how many."""
+    status = await conn.execute(f"DELETE FROM {SCHEMA}.household_keys WHERE destroy_after <= now()")
+    return int(status.split()[-1])
 
 
 async def locked_key(conn: asyncpg.Connection, household_id: UUID) -> bytes:
     """The key to seal with, held for the transaction (an erasure waits for it)."""
     key = await conn.fetchval(
-        f"SELECT key FROM {SCHEMA}.household_keys WHERE household_id = $1 FOR SHARE", household_id)
+        f"SELECT key FROM {SCHEMA}.household_keys WHERE household_id = $1 AND destroy_after IS NULL FOR SHARE",
+        household_id)
     if key is None:
         raise Erased(household_id)
     return key

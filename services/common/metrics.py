@@ -79,6 +79,13 @@ OUTBOX_SET_ASIDE = Gauge(
 OUTBOX_PURGED = Counter(
     "alfi_outbox_purged_events_total",
     "Published outbox rows deleted once older than the outbox retention.", ["service"])
+ERASURES_ANONYMISED = Counter(
+    "alfi_erasures_anonymised_total",
+    "Erased households whose projected rows stats moved to the anonymous residue (grace period over).")
+ERASURES_PENDING = Gauge(
+    "alfi_erasures_pending_households",
+    "Erased households stats has not anonymised yet (within their grace period, or behind).",
+    multiprocess_mode="max")
 REBUILD_APPLIED = Gauge(
     "alfi_rebuild_applied_events", "Events applied by the running projection rebuild.",
     multiprocess_mode="max")

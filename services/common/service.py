@@ -28,6 +28,7 @@ from alfi_contracts.topics import commands_topic, dead_letter_topic, events_topi
 
 from . import faults
 from .auth import migrate_auth
+from . import keyring
 from .keyring import migrate_keyring
 from .commands import CommandBus, Handler, RetryPolicy
 from .consumer import TransactionalConsumer, backoff, stored_positions
@@ -65,6 +66,9 @@ class ServiceDefinition:
     on_start: Callable[["Runtime", asyncpg.Connection], Awaitable[None]] | None = None
     # Topics this service publishes to, created at start.
     publishes: tuple[str, ...] | None = None
+    # Background work of the service beyond relay, observer and consumers (stats: the
+    # anonymisation of erased households), started with them and cancelled at stop.
+    background: Callable[["Runtime"], list[Coroutine[Any, Any, None]]] | None = None
     # Ready only once its consumers have read to the end since start (stats: no stale
     # figures served by an instance that has just started).
     ready_when_caught_up: bool = False
@@ -91,7 +95,8 @@ class Runtime:
 
     def __post_init__(self) -> None:
         self.bus = CommandBus(self.definition.name, self.schema, self.definition.handlers,
-                              RetryPolicy(self.settings.command_retry_attempts, self.settings.command_retry_base_seconds))
+                              RetryPolicy(self.settings.command_retry_attempts, self.settings.command_retry_base_seconds),
+                              erasure_grace_seconds=self.settings.erasure_grace_seconds)
 
     @property
     def schema(self) -> str:
@@ -142,7 +147,9 @@ class Runtime:
             self.consumers.extend(self.definition.consumers(self))
         self.consumer_tasks = [asyncio.create_task(c.run(), name=c.name) for c in self.consumers]
         self.tasks = [asyncio.create_task(self.relay.run(), name=f"{name}-relay"),
-                      asyncio.create_task(self.observe(), name=f"{name}-observer"), *self.consumer_tasks]
+                      asyncio.create_task(self.observe(), name=f"{name}-observer"), *self.consumer_tasks,
+                      *(asyncio.create_task(work) for work in
+                        (self.definition.background(self) if self.definition.background else []))]
         log.info("service_started", port=self.settings.http_port)
 
     async def _prepare_database(self) -> None:
@@ -182,6 +189,7 @@ class Runtime:
                 if time.monotonic() - purged_at > 60:
                     purged_at = time.monotonic()
                     await self.relay.purge()
+                await keyring.sweep(self.pool)  # erasures whose grace period is over
                 DATABASE_UP.labels(name).set(1)
             except Exception as error:  # noqa: BLE001 - the gauge says so; the next round tells again
                 DATABASE_UP.labels(name).set(0 if faults.database_unavailable(error) else 1)

@@ -44,6 +44,11 @@ class ServiceSettings(BaseSettings):
     # (the enrolment cannot reach the replica meanwhile; a chaos run showed 15 s is not).
     command_retry_attempts: int = Field(14, ge=1)
     command_retry_base_seconds: float = Field(0.5, gt=0)
+    # An erasure stops everything at once but deletes the household's key (after which
+    # nothing sealed of it opens) only this much later, so that consumers still apply
+    # the events published just before it (services' relays are independent: an
+    # interview may reach stats after the erasure). stats anonymises the household then.
+    erasure_grace_seconds: float = Field(900, ge=0)
     # Published outbox rows are deleted once this old (their events are in Kafka).
     outbox_retention_seconds: float = Field(7 * 24 * 3600, ge=0)
     http_host: str = "127.0.0.1"

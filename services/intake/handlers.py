@@ -105,7 +105,7 @@ async def erase_personal_data(unit: Unit, command: ErasePersonalData) -> Outcome
     )
     await unit.emit(HouseholdPersonalDataErased(household_id=command.household_id, erased_on=today))
     # Last: every event above was sealed with the key this destroys.
-    await destroy_key(unit.conn, command.household_id)
+    await destroy_key(unit.conn, command.household_id, unit.erasure_grace_seconds)
     return Outcome(view(row), created=False)
 
 

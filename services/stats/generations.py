@@ -66,12 +66,14 @@ async def ensure_current(conn: asyncpg.Connection) -> int:
     return generation
 
 
-async def switch(conn: asyncpg.Connection, generation: int, previous: int | None = None) -> None:
+async def switch(conn: asyncpg.Connection, generation: int, previous: int | None = None,
+                 grace_seconds: float = 0.0) -> None:
     """Point the reports at `generation` (in the caller's transaction). Erasures are
     reconciled first, so the figures neither lose nor count twice a household erased
     while the new generation was filled:
-    - erased in the new generation but not yet anonymised (the live projector had not
-      applied the erasure): its rows are copied from `previous`, current until now;
+    - erased in the new generation, its grace period over, but not yet anonymised (the
+      live projector had not applied the erasure): its rows are copied from `previous`,
+      current until now (the new generation read them once the key was gone);
     - anonymised but not yet erased in the new generation (it had not read the erasure):
       its rows there are dropped, as reading the erasure will do."""
     from .projector import anonymise, forget  # the projector imports this module
@@ -80,8 +82,8 @@ async def switch(conn: asyncpg.Connection, generation: int, previous: int | None
     new = schema_of(generation)
     if previous is not None:
         pending = [r["household_id"] for r in await conn.fetch(
-            f'SELECT household_id FROM "{new}".erasures'
-            f" EXCEPT SELECT household_id FROM {BASE}.anonymised_households")]
+            f'SELECT household_id FROM "{new}".erasures WHERE erased_at <= now() - make_interval(secs => $1)'
+            f" EXCEPT SELECT household_id FROM {BASE}.anonymised_households", float(grace_seconds))]
         if pending:
             await conn.execute(f"SET LOCAL search_path TO {search_path(previous)}")
             await anonymise(conn, pending)

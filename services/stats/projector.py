@@ -33,7 +33,7 @@ from alfi_contracts import events as ev
 from services.common.consumer import Batches
 from services.common.deadletters import dead_letter
 from services.common.keyring import KeyCache
-from services.common.metrics import PROJECTION_LAST_EVENT
+from services.common.metrics import ERASURES_ANONYMISED, PROJECTION_LAST_EVENT
 from services.common.outbox import enqueue
 
 # A newer referent candidate (date, then event time) replaces the stored one.
@@ -82,7 +82,8 @@ UPSERTS: dict[str, tuple[tuple[str, ...], str, str]] = {
                  "held_on = EXCLUDED.held_on, territory = EXCLUDED.territory"),
     "reviews": (("meeting_id", "situation_id", "decision"), "meeting_id, situation_id",
                 "decision = EXCLUDED.decision"),
-    "erasures": (("household_id",), "household_id", "household_id = EXCLUDED.household_id"),
+    "erasures": (("household_id", "erased_at"), "household_id",
+                 "erased_at = least(erasures.erased_at, EXCLUDED.erased_at)"),
     "freshness": (("topic", "last_event_time"), "topic",
                   "last_event_time = greatest(freshness.last_event_time, EXCLUDED.last_event_time), applied_at = now()"),
 }
@@ -137,7 +138,7 @@ def _closed(rows: dict, data: Data, time: datetime) -> None:
 
 def _erased(rows: dict, data: Data, time: datetime) -> None:
     _row(rows, "households", data["household_id"])[_ERASED] = data["erased_on"]
-    rows["erasures"][data["household_id"]] = [data["household_id"]]
+    rows["erasures"][data["household_id"]] = [data["household_id"], time]
 
 
 def _interview_held(rows: dict, data: Data, time: datetime) -> None:
@@ -260,8 +261,8 @@ class Prepared:
 
 
 # An erased household's rows, copied into the base schema's anon_* tables under new
-# random ids (hmap, smap), in the generation the reports read when the erasure is
-# applied. `claimed` makes it happen once, whichever generation or instance comes first.
+# random ids (hmap, smap), from the generation the reports read, once the erasure's grace
+# period is over (`finalise`). `claimed` makes it happen once, whichever instance comes first.
 ANONYMISE = """
 WITH claimed AS (
     INSERT INTO stats.anonymised_households (household_id) SELECT unnest($1::uuid[])
@@ -289,10 +290,10 @@ v AS (INSERT INTO stats.anon_reviews (meeting_id, situation_id, decision)
 SELECT count(*) FROM claimed
 """
 
-# Every row of an erased household goes, whenever its events arrive ($1: the households
-# the poll names; $2: the situations its meetings reviewed).
+# Every row of an anonymised household goes, whenever its events arrive, in every
+# generation ($1: the households the poll names; $2: the situations its meetings reviewed).
 FORGET = """
-WITH gone AS (SELECT household_id FROM erasures WHERE household_id = ANY($1::uuid[])),
+WITH gone AS (SELECT household_id FROM stats.anonymised_households WHERE household_id = ANY($1::uuid[])),
 s AS (DELETE FROM situations WHERE household_id IN (SELECT household_id FROM gone) RETURNING situation_id),
 es AS (INSERT INTO erased_situations (situation_id) SELECT situation_id FROM s ON CONFLICT DO NOTHING),
 v AS (DELETE FROM reviews WHERE situation_id IN (SELECT situation_id FROM s)
@@ -314,24 +315,42 @@ async def forget(conn: asyncpg.Connection, households: list, situations: list = 
     await conn.execute(FORGET, households, list(situations))
 
 
+DUE = ("SELECT household_id FROM erasures WHERE erased_at <= now() - make_interval(secs => $1)"
+       " EXCEPT SELECT household_id FROM stats.anonymised_households")
+
+
+async def finalise(pool: asyncpg.Pool, grace_seconds: float) -> int:
+    """Anonymise the households whose erasure's grace period is over, in the generation
+    the reports read (serialised with its projector and with a rebuild's switch by the
+    lock on stats.generation); returns how many."""
+    async with pool.acquire() as conn, conn.transaction():
+        generation = await conn.fetchval("SELECT current FROM stats.generation")
+        await conn.execute(f'SET LOCAL search_path TO "stats_g{int(generation)}", stats, public')
+        if not await conn.fetch(DUE, float(grace_seconds)):
+            return 0
+        if await conn.fetchval("SELECT current FROM stats.generation FOR UPDATE") != generation:
+            return 0  # switched meanwhile: the next round works on the new one
+        due = [r["household_id"] for r in await conn.fetch(DUE, float(grace_seconds))]
+        done = await anonymise(conn, due)
+        await forget(conn, due)
+    ERASURES_ANONYMISED.inc(done)
+    return done
+
+
 class Projector:
     """`prepare` (CPU: decode, validate, fold) runs outside the transaction, overlapping
     the previous poll's; `apply` writes inside it. See TransactionalConsumer."""
 
     def __init__(self, dead_letter_schema: str, keys_from: asyncpg.Pool | None = None,
                  before: Callable[[asyncpg.Connection], Awaitable[None]] | None = None,
-                 on_dead_letter: Callable[[str, str], None] | None = None,
-                 anonymises: bool = False) -> None:
-        """`keys_from`: where the household keys are read (keyring). `anonymises`: this
-        projector feeds the generation the reports read (the live one, which `before`
-        keeps current), so erased households' rows are copied to anon_* before they go;
-        a rebuild's generation only drops them (the swap reconciles, see rebuild.py)."""
+                 on_dead_letter: Callable[[str, str], None] | None = None) -> None:
+        """`keys_from`: where the household keys are read (keyring); None reads sealed
+        personal fields as None."""
         self.dead_letter_schema = dead_letter_schema
         self.keys_from = keys_from
         self.keys = KeyCache()
         self.before = before
         self.on_dead_letter = on_dead_letter
-        self.anonymises = anonymises
         self.sql: str | None = None  # built from the tables' column types on first use
 
     async def prepare(self, batches: Batches) -> Prepared:
@@ -372,8 +391,6 @@ class Projector:
             # The only rows that workers sharing the partitions (ALFI_WORKERS) both write:
             # always locked in topic order, so two transactions never deadlock on them.
             rows["freshness"] = dict(sorted(rows["freshness"].items()))
-        for household in rows.get("erasures", ()):
-            self.keys.forget(str(household))
         return Prepared(rows, letters, households, situations)
 
     async def apply(self, conn: asyncpg.Connection, prepared: Prepared) -> None:
@@ -382,9 +399,6 @@ class Projector:
         if self.sql is None:
             self.sql = statement(await column_types(conn))
         await write(conn, prepared.rows, self.sql)
-        erased = list(prepared.rows.get("erasures", ()))
-        if erased and self.anonymises:
-            await anonymise(conn, erased)
         if prepared.households or prepared.situations:
             await forget(conn, list(prepared.households), prepared.situations)
         for topic, newest in prepared.rows.get("freshness", {}).values():

@@ -85,7 +85,7 @@ async def rebuild(settings: ServiceSettings, progress=None, topics: tuple[str, .
             for definition in deferred:  # before the switch: readers never see it without them
                 await conn.execute(definition)
             async with conn.transaction():
-                await generations.switch(conn, target, old)
+                await generations.switch(conn, target, old, settings.erasure_grace_seconds)
         elapsed = time.perf_counter() - started
         async with pool.acquire() as conn:
             await conn.execute(f'DROP SCHEMA IF EXISTS "{generations.schema_of(old - 1)}" CASCADE')

@@ -2,20 +2,24 @@
 
 from __future__ import annotations
 
+import asyncio
 from pathlib import Path
 
 import asyncpg
+import structlog
 
 from alfi_contracts.topics import CASEWORK_EVENTS, INTAKE_EVENTS, VEILLE_EVENTS, dead_letter_topic
 from services.common.consumer import Restart, TransactionalConsumer
 from services.common.deadletters import dead_letter_writer
+from services.common.metrics import ERASURES_PENDING
 from services.common.service import Runtime, ServiceDefinition, create_app as create_service_app
 
 from . import generations
-from .projector import Projector
+from .projector import Projector, finalise
 from .routes import routes
 
 EVENT_TOPICS = (INTAKE_EVENTS, CASEWORK_EVENTS, VEILLE_EVENTS)
+log = structlog.get_logger("alfi.stats")
 
 
 async def on_start(runtime: Runtime, conn: asyncpg.Connection) -> None:
@@ -30,7 +34,7 @@ def consumers(runtime: Runtime) -> list[TransactionalConsumer]:
             runtime.extras["generation"] = generation
             raise Restart  # seek to the new generation's positions, continue there
 
-    projection = Projector(generations.BASE, runtime.pool, before=follow_generation, anonymises=True)
+    projection = Projector(generations.BASE, runtime.pool, before=follow_generation)
     return [TransactionalConsumer(
         runtime.pool, generations.PROJECTOR, EVENT_TOPICS, runtime.settings.kafka,
         projection.apply, prepare=projection.prepare, max_records=5000,
@@ -38,6 +42,23 @@ def consumers(runtime: Runtime) -> list[TransactionalConsumer]:
         search_path=lambda: generations.search_path(runtime.extras["generation"]),
         group_id="alfi-stats-projector",
     )]
+
+
+async def anonymise_erased(runtime: Runtime, interval: float = 5.0) -> None:
+    """Every `interval`, anonymise the erased households whose grace period is over
+    (projector.finalise); an outage only delays it."""
+    grace = runtime.settings.erasure_grace_seconds
+    while True:
+        try:
+            await finalise(runtime.pool, grace)
+            async with runtime.pool.acquire() as conn:
+                generation = await generations.current(conn)
+                ERASURES_PENDING.set(await conn.fetchval(
+                    f'SELECT count(*) FROM (SELECT household_id FROM "{generations.schema_of(generation)}".erasures'
+                    f" EXCEPT SELECT household_id FROM {generations.BASE}.anonymised_households) AS pending"))
+        except Exception as error:  # noqa: BLE001 - retried next round; the gauge and the log tell
+            log.warning("anonymisation_failed", error=type(error).__name__)
+        await asyncio.sleep(interval)
 
 
 DEFINITION = ServiceDefinition(
@@ -50,6 +71,7 @@ DEFINITION = ServiceDefinition(
     on_start=on_start,
     publishes=tuple(dead_letter_topic(t) for t in EVENT_TOPICS),
     ready_when_caught_up=True,
+    background=lambda runtime: [anonymise_erased(runtime)],
     description="Reporting read models built from every service's events, and the reports API.",
 )
 

@@ -51,7 +51,10 @@ async def running_platform(bootstrap: str, database_url: str) -> AsyncIterator[P
             settings = ServiceSettings(service=definition.name, database_url=database_url,
                                        kafka_bootstrap_servers=bootstrap, http_port=definition.default_port,
                                        # a household never enrolled is dead-lettered in 7.5 s, not 4 min
-                                       command_retry_attempts=5)
+                                       command_retry_attempts=5,
+                                       # erasures complete at once (keys deleted, stats
+                                       # anonymises within seconds)
+                                       erasure_grace_seconds=0)
             runtime = Runtime(definition, settings)
             app = runtime.app()
             await stack.enter_async_context(app.router.lifespan_context(app))

@@ -79,6 +79,8 @@ async def a_year_of_accompaniment(platform) -> list[str]:
     await post(platform, "veille", "/v1/meetings", {
         "held_on": f"{YEAR}-06-20", "territory": "normandie",
         "reviewed": [{"situation_id": escalated.situation, "decision": "urgent_action"}]})
+    for household, on in ((first, f"{YEAR}-11-30"), (third, f"{YEAR}-12-20")):  # no later year counts them
+        await post(platform, "intake", f"/v1/households/{household}/closure", {"closed_on": on, "outcome": "rehoused"})
     return households
 
 

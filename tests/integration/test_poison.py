@@ -59,7 +59,7 @@ TOPICS = (EVENTS, *COMMANDS.values())
 # How many dead letters one poison gives: every consumer of a topic writes its own.
 READERS = {EVENTS: 3, **{topic: 1 for topic in COMMANDS.values()}}  # stats + two replicas; one bus
 CONSUMERS = {
-    "intake": {"alfi-intake-commands"},
+    "intake": {"alfi-intake-commands", "alfi-intake-contacts"},  # contacts: the retention clock
     "casework": {"alfi-casework-commands", "alfi-casework-households"},
     "veille": {"alfi-veille-commands", "alfi-veille-households"},
     "stats": {"projector"},

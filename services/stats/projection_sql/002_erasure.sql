@@ -1,8 +1,10 @@
--- Erased households in this generation (ids only): their rows are deleted, whenever
--- their events arrive, and what the figures need of them is in the base schema's anon_*
--- tables; the reports read both through the all_* views.
+-- Erased households in this generation (ids, and the erasure event's time). Once the
+-- erasure's grace period is over, the live generation's rows of the household are
+-- copied to the base schema's anon_* tables under new ids and deleted (and so are any
+-- that arrive later, in every generation); the reports read both through the all_* views.
 CREATE TABLE erasures (
-    household_id  uuid PRIMARY KEY
+    household_id  uuid PRIMARY KEY,
+    erased_at     timestamptz NOT NULL
 );
 CREATE TABLE erased_situations (
     situation_id  uuid PRIMARY KEY
