@@ -167,7 +167,7 @@ async def run(pool: asyncpg.Pool, bus: CommandBus, *, days: int, today: date | N
 
 async def _erase_due(pool: asyncpg.Pool, bus: CommandBus, report: Report) -> None:
     run_id = f"retention:{uuid4()}"
-    context = Context.caused_by(run_id, run_id)  # one correlation id for the run's erasures
+    context = Context.caused_by(run_id, run_id, actor="retention")  # one correlation id; audited as the clock
     async with pool.acquire() as lock_conn:
         if not await lock_conn.fetchval("SELECT pg_try_advisory_lock(hashtext($1))", LOCK):
             report.locked_out = True

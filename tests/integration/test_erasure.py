@@ -223,3 +223,33 @@ async def test_erasure_leaves_nothing_readable_and_changes_no_figure(platform):
     # A rebuild from offset 0 (the keys are gone) gives the same figures.
     await rebuild(platform.runtimes["stats"].settings)
     assert await figures(platform) == before
+
+
+async def test_published_outbox_rows_are_purged_after_the_outbox_retention(platform):
+    from services.common.migrations import migrate, sql_files
+    from services.common.outbox import OutboxRelay
+    from services.common.service import SQL as COMMON_SQL
+
+    schema = "purge_test"  # an outbox no running relay publishes from
+    conn = await asyncpg.connect(platform.database_url)
+    try:
+        await migrate(conn, schema, sql_files(COMMON_SQL, "platform_*.sql"))
+        ids = {}
+        for name, published, refused in (("old", "now() - interval '2 minutes'", "NULL"),
+                                         ("recent", "now()", "NULL"), ("pending", "NULL", "NULL"),
+                                         ("refused", "NULL", "now() - interval '2 minutes'")):
+            kind = "'too_large'" if refused != "NULL" else "NULL"
+            ids[name] = await conn.fetchval(
+                f"INSERT INTO {schema}.outbox (event_id, topic, key, payload, published_at, refused_at, refusal_kind)"
+                f" VALUES ($1, 'alfi.test.purge', 'k', 'v', {published}, {refused}, {kind}) RETURNING id", uuid4())
+    finally:
+        await conn.close()
+    pool = await asyncpg.create_pool(platform.database_url, min_size=1, max_size=1,
+                                     server_settings={"search_path": schema})
+    try:
+        relay = OutboxRelay(pool, schema, platform.bootstrap, "test-purge", retention_seconds=60)
+        assert await relay.purge() == 1
+        left = {r["id"] for r in await pool.fetch("SELECT id FROM outbox")}
+    finally:
+        await pool.close()
+    assert left == {ids["recent"], ids["pending"], ids["refused"]}
