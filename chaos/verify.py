@@ -316,7 +316,7 @@ class Reference:
         out = {}
         for table, of in self._households_of().items():
             width = {"households": 0, "reviews": 0}.get(table, 1)  # household id columns after the key
-            out[table] = Counter(v[width:] if table != "reviews" else (k[0], *v)
+            out[table] = Counter(v[width:] if table != "reviews" else (*v, self.meetings[k[0]].held_on)
                                  for k, v in rows[table].items() if of(k, v) in erased)
         return out
 
@@ -353,15 +353,16 @@ PROJECTION_QUERIES = {
 
 # The anon_* tables, in `Reference.anonymised_rows`' shape (their ids are random).
 ANONYMISED_QUERIES = {
-    table: PROJECTION_QUERIES[table].replace(f"FROM {table}", f"FROM stats.anon_{table}")
-    for table in ("households", "interviews", "rehousings", "situations", "reviews")
+    **{table: PROJECTION_QUERIES[table].replace(f"FROM {table}", f"FROM stats.anon_{table}")
+       for table in ("households", "interviews", "rehousings", "situations")},
+    "reviews": "SELECT decision, held_on FROM stats.anon_reviews",  # no meeting id: the meeting's date
 }
 ANONYMISED_ROW = {
     "households": lambda r: tuple(r[1:]),
     "interviews": lambda r: tuple(r[2:]),
     "rehousings": lambda r: tuple(r[2:]),
     "situations": lambda r: tuple(r[2:]),
-    "reviews": lambda r: (r[0], *r[2:]),
+    "reviews": tuple,
 }
 
 

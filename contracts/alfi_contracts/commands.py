@@ -111,8 +111,13 @@ def _command_message(name: str, model: type[ContractModel]) -> type[ContractMode
 
 COMMAND_MESSAGES = {name: _command_message(name, model) for name, (_, model) in COMMANDS.items()}
 
+# Commands accepted over HTTP only: an erasure needs its own scope (intake:erase), and a
+# command topic carries no caller identity to check it against.
+HTTP_ONLY = frozenset({"erase_personal_data"})
+
 
 def command_message_union(service: str):  # noqa: ANN201 - a typing construct
-    """The `{"command", "data"}` message accepted on `alfi.<service>.commands`."""
-    members = tuple(COMMAND_MESSAGES[n] for n, (s, _) in COMMANDS.items() if s == service)
+    """The `{"command", "data"}` message accepted on `alfi.<service>.commands` (all the
+    service's commands but those accepted over HTTP only)."""
+    members = tuple(COMMAND_MESSAGES[n] for n, (s, _) in COMMANDS.items() if s == service and n not in HTTP_ONLY)
     return Annotated[Union[members], Field(discriminator="command")]  # noqa: UP007

@@ -351,7 +351,13 @@ def decode(raw: bytes | str | dict[str, Any], unseal: Unsealer | None = None) ->
     fields, target = envelope.data, model
     if SEALED in fields:
         if not isinstance(fields[SEALED], str) or not SEALED_PATTERN.match(fields[SEALED]):
-            raise ContractError("invalid_data", f"{SEALED}: not a sealed value")
+            raise ContractError("invalid_data", f"/{SEALED}: not a sealed value")
+        in_clear = [name for name in personal_fields(model) if name in fields]
+        if in_clear or not personal_fields(model):
+            # Sealed fields beside clear ones would read as the household's once its key
+            # is gone; and a type with nothing personal has nothing to seal.
+            raise ContractError("invalid_data", f"/{SEALED}: personal fields travel only sealed"
+                                if in_clear else f"/{SEALED}: {envelope.type} has no personal field")
         fields = dict(fields)
         personal = _opened(envelope.type, envelope.id, fields, unseal)
         if personal is None:

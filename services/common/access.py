@@ -12,8 +12,9 @@ Kafka commands carry no token: the bus is protected by the broker's SASL ACLs, s
 command from a topic has no principal and is not checked here (it is audited as
 `kafka:<topic>`).
 
-Territory slugs and worker ids are not personal data, so a refusal names them; it never
-echoes anything else of the request.
+A refusal names the token's territories and the territory touched (slugs, not personal
+data); it never names a worker id nor echoes anything else of the request. Worker binding
+covers interviews only (recording and cancelling): other commands name no worker.
 """
 
 from __future__ import annotations
@@ -44,10 +45,12 @@ class Principal:
 
 
 class Scope(NamedTuple):
-    """The territory and the worker a command touches (None: it names none)."""
+    """The territory and the worker a command touches (None: it names none), and other
+    territories it touches too (a meeting's reviewed situations)."""
 
     territory: str | None
     worker_id: str | None = None
+    also: tuple[str | None, ...] = ()
 
 
 AccessPolicy = Callable[[asyncpg.Connection, str, Any], Awaitable[Scope]]
@@ -73,18 +76,19 @@ def _names(territories: Iterable[str]) -> str:
 def authorise(principal: Principal, scope: Scope) -> None:
     """Refuse a principal acting outside its territories or under another worker."""
     if principal.territories:
-        if scope.territory is None:
-            # The object's territory is not known here (a row older than territories):
-            # a bound token cannot be shown to be allowed, so it is not.
-            raise ForbiddenTerritory(
-                "The territory of this record is not known here; a token bound to territories"
-                f" ({_names(principal.territories)}) cannot act on it. Use a token for every territory.")
-        if scope.territory not in principal.territories:
-            raise ForbiddenTerritory(
-                f"The token may act only in {_names(principal.territories)}; this is in {scope.territory}.")
+        for territory in (scope.territory, *scope.also):
+            if territory is None:
+                # The object's territory is not known here (a row older than territories):
+                # a bound token cannot be shown to be allowed, so it is not.
+                raise ForbiddenTerritory(
+                    "The territory of this record is not known here; a token bound to territories"
+                    f" ({_names(principal.territories)}) cannot act on it. Use a token for every territory.")
+            if territory not in principal.territories:
+                raise ForbiddenTerritory(
+                    f"The token may act only in {_names(principal.territories)}; this touches {territory}.")
     if principal.worker_id is not None and scope.worker_id is not None and scope.worker_id != principal.worker_id:
-        raise ForbiddenWorker(
-            f"The token is bound to worker {principal.worker_id}; it cannot act for worker {scope.worker_id}.",
+        raise ForbiddenWorker(  # neither worker id named: the request's is its input
+            "The token is bound to one worker: it records and cancels interviews under that worker only.",
             field="worker_id")
 
 

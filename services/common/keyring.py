@@ -94,6 +94,23 @@ async def locked_key(conn: asyncpg.Connection, household_id: UUID) -> bytes:
     return key
 
 
+async def backfill(conn: asyncpg.Connection, households_table: str = "households") -> int:
+    """Keys for households enrolled before keys existed (intake's start, idempotent): a
+    key for each one not erased and without one, and erased ones recorded as such.
+    Returns how many keys were made."""
+    await conn.execute(
+        f"INSERT INTO {SCHEMA}.destroyed_keys (household_id) SELECT household_id FROM {households_table}"
+        " WHERE erased_on IS NOT NULL ON CONFLICT (household_id) DO NOTHING")
+    missing = await conn.fetch(
+        f"SELECT h.household_id FROM {households_table} h WHERE h.erased_on IS NULL AND NOT EXISTS"
+        f" (SELECT 1 FROM {SCHEMA}.household_keys k WHERE k.household_id = h.household_id)")
+    if missing:
+        await conn.executemany(
+            f"INSERT INTO {SCHEMA}.household_keys (household_id, key) VALUES ($1, $2) ON CONFLICT DO NOTHING",
+            [(r["household_id"], AESGCM.generate_key(256)) for r in missing])
+    return len(missing)
+
+
 def seal(key: bytes, associated: bytes, personal: dict[str, Any]) -> str:
     nonce = os.urandom(_NONCE)
     plaintext = json.dumps(personal, separators=(",", ":"), sort_keys=True).encode()

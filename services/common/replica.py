@@ -43,7 +43,11 @@ def replica_applier(schema: str, on_erasure: Eraser | None = None):  # noqa: ANN
             if isinstance(data, HouseholdEnrolled):
                 await conn.execute(
                     "INSERT INTO households (household_id, enrolled_on, youth, dalo_priority, programme, territory)"
-                    " VALUES ($1, $2, $3, $4, $5, $6) ON CONFLICT (household_id) DO NOTHING",
+                    " VALUES ($1, $2, $3, $4, $5, $6) ON CONFLICT (household_id) DO UPDATE"
+                    # a household replicated before territories were: re-reading intake's
+                    # events (a position set back) fills them in
+                    " SET programme = EXCLUDED.programme, territory = EXCLUDED.territory"
+                    " WHERE households.territory IS NULL",
                     data.household_id, data.enrolled_on, data.youth, data.dalo_priority,
                     data.programme.value, data.territory,
                 )

@@ -156,9 +156,9 @@ class Runtime:
         if self.pool is None:
             self.pool = await create_pool(self.settings, self.schema)
         async with self.pool.acquire() as conn:
+            await migrate_keyring(conn)  # first: a service's data migrations may use it
             await migrate(conn, self.schema, self.migration_files())
             await migrate_auth(conn)
-            await migrate_keyring(conn)
             if self.definition.on_start:
                 await self.definition.on_start(self, conn)
 

@@ -48,6 +48,7 @@ from services.common.metrics import RETENTION_DUE, RETENTION_ERASED, RETENTION_F
 from services.common.service import run_like_a_service
 from services.common.settings import ServiceSettings
 
+from .contacts import CONSUMER
 from .handlers import HANDLERS
 
 log = structlog.get_logger("alfi.retention")
@@ -239,8 +240,17 @@ async def on_start(runtime, _conn: asyncpg.Connection) -> None:  # noqa: ANN001 
     if not settings.enabled:
         log.info("retention_disabled")
         return
-    clock = RetentionClock(lambda: run(runtime.pool, runtime.bus, days=settings.days),
-                           settings.first_run_seconds, settings.interval_seconds)
+    async def run_once() -> Report | None:
+        # Last contacts come from casework's and veille's events: until intake has read
+        # them to the end (a first start reads years of history), a household whose recent
+        # interviews are not read yet would look due and be erased for good.
+        contacts = next((c for c in runtime.consumers if c.name == CONSUMER), None)
+        if contacts is None or not contacts.caught_up.is_set():
+            log.warning("retention_postponed", reason="contacts_not_caught_up")
+            return None
+        return await run(runtime.pool, runtime.bus, days=settings.days)
+
+    clock = RetentionClock(run_once, settings.first_run_seconds, settings.interval_seconds)
 
     async def join_runtime_tasks() -> None:
         # Runtime has no hook for a service's own background tasks, and assigns
@@ -263,7 +273,8 @@ async def _run_by_hand(days: int, today: date | None, dry_run: bool) -> Report:
     settings = ServiceSettings.for_service("intake", 8001)
     pool = await create_pool(settings, "intake")
     try:
-        return await run(pool, CommandBus("intake", "intake", HANDLERS), days=days, today=today, dry_run=dry_run)
+        bus = CommandBus("intake", "intake", HANDLERS, erasure_grace_seconds=settings.erasure_grace_seconds)
+        return await run(pool, bus, days=days, today=today, dry_run=dry_run)
     finally:
         await pool.close()
 
@@ -274,9 +285,13 @@ def main(argv: list[str]) -> int:
     parser.add_argument("--days", type=int, help="the retention period (default: ALFI_RETENTION_DAYS, 730)")
     parser.add_argument("--today", type=date.fromisoformat, help="count back from this day (default: today)")
     args = parser.parse_args(argv)
-    days = args.days if args.days is not None else RetentionSettings().days
+    setting = RetentionSettings().days
+    days = args.days if args.days is not None else setting
     if days < 1:
         parser.error("--days must be at least 1")
+    if not args.dry_run and (days < setting or (args.today and args.today > date.today())):
+        # Simulating a later day or a shorter period would erase households not yet due.
+        parser.error(f"a later --today or fewer --days than ALFI_RETENTION_DAYS ({setting}) is for --dry-run only")
     configure_logging("intake-retention", "WARNING")
     try:
         report = run_like_a_service(_run_by_hand(days, args.today, args.dry_run))

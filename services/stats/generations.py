@@ -66,16 +66,28 @@ async def ensure_current(conn: asyncpg.Connection) -> int:
     return generation
 
 
+async def drop_all_but(conn: asyncpg.Connection, generation: int) -> list[str]:
+    """Drop every generation schema except `generation`'s; returns the dropped ones."""
+    names = [r["nspname"] for r in await conn.fetch(
+        "SELECT nspname FROM pg_namespace WHERE nspname ~ '^stats_g[0-9]+$' AND nspname <> $1 ORDER BY 1",
+        schema_of(generation))]
+    for name in names:
+        await conn.execute(f'DROP SCHEMA IF EXISTS "{name}" CASCADE')
+    return names
+
+
 async def switch(conn: asyncpg.Connection, generation: int, previous: int | None = None,
                  grace_seconds: float = 0.0) -> None:
     """Point the reports at `generation` (in the caller's transaction). Erasures are
     reconciled first, so the figures neither lose nor count twice a household erased
     while the new generation was filled:
     - erased in the new generation, its grace period over, but not yet anonymised (the
-      live projector had not applied the erasure): its rows are copied from `previous`,
-      current until now (the new generation read them once the key was gone);
-    - anonymised but not yet erased in the new generation (it had not read the erasure):
-      its rows there are dropped, as reading the erasure will do."""
+      live projector had not applied the erasure): it is anonymised from `previous`,
+      current until now (the new generation may have read its events once the key was
+      gone);
+    - every anonymised household (whether the new generation read its erasure or not):
+      its rows in the new generation go, and it is recorded there as erased, as reading
+      the erasure would have done."""
     from .projector import anonymise, forget  # the projector imports this module
 
     await conn.execute(f"SELECT current FROM {BASE}.generation FOR UPDATE")  # the live batch commits first
@@ -87,12 +99,9 @@ async def switch(conn: asyncpg.Connection, generation: int, previous: int | None
         if pending:
             await conn.execute(f"SET LOCAL search_path TO {search_path(previous)}")
             await anonymise(conn, pending)
-    missing = [r["household_id"] for r in await conn.fetch(
-        f"SELECT household_id FROM {BASE}.anonymised_households"
-        f' EXCEPT SELECT household_id FROM "{new}".erasures')]
-    if missing:
-        await conn.execute(f"SET LOCAL search_path TO {search_path(generation)}")
-        await conn.executemany("INSERT INTO erasures (household_id) VALUES ($1) ON CONFLICT DO NOTHING",
-                               [(h,) for h in missing])
-        await forget(conn, missing)
+    await conn.execute(f"SET LOCAL search_path TO {search_path(generation)}")
+    await conn.execute(f"INSERT INTO erasures (household_id, erased_at) SELECT household_id, anonymised_at"
+                       f" FROM {BASE}.anonymised_households ON CONFLICT (household_id) DO NOTHING")
+    await forget(conn, [r["household_id"] for r in await conn.fetch(
+        f"SELECT household_id FROM {BASE}.anonymised_households")])
     await conn.execute(f"UPDATE {BASE}.generation SET current = $1, switched_at = now()", generation)

@@ -71,8 +71,9 @@ UPSERTS: dict[str, tuple[tuple[str, ...], str, str]] = {
     ),
     "rehousings": (
         ("rehousing_id", "household_id", "landlord", "confirmed_on", "youth", "dalo_priority"), "rehousing_id",
-        "household_id = EXCLUDED.household_id, landlord = EXCLUDED.landlord,"
-        " confirmed_on = EXCLUDED.confirmed_on, youth = EXCLUDED.youth, dalo_priority = EXCLUDED.dalo_priority",
+        "household_id = EXCLUDED.household_id, confirmed_on = EXCLUDED.confirmed_on, "
+        # personal facts: a copy read once the key was gone (None) keeps what is known
+        + _keep("rehousings", "landlord", "youth", "dalo_priority"),
     ),
     "situations": (
         ("situation_id", "household_id", "escalated_on", "resolved_on"), "situation_id",
@@ -285,8 +286,9 @@ r AS (INSERT INTO stats.anon_rehousings (rehousing_id, household_id, landlord, c
 s AS (INSERT INTO stats.anon_situations (situation_id, household_id, escalated_on, resolved_on)
       SELECT sm.new, sm.household, s.escalated_on, s.resolved_on
       FROM situations s JOIN smap sm ON s.situation_id = sm.old),
-v AS (INSERT INTO stats.anon_reviews (meeting_id, situation_id, decision)
-      SELECT v.meeting_id, sm.new, v.decision FROM reviews v JOIN smap sm ON v.situation_id = sm.old)
+v AS (INSERT INTO stats.anon_reviews (situation_id, decision, held_on)
+      SELECT sm.new, v.decision, mt.held_on FROM reviews v JOIN smap sm ON v.situation_id = sm.old
+      JOIN meetings mt ON mt.meeting_id = v.meeting_id)
 SELECT count(*) FROM claimed
 """
 

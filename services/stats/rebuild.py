@@ -7,8 +7,9 @@ deferred) with its own consumer group from the beginning of the three topics. Wh
 positions reach the topics' end offsets it stops, creates the deferred indexes and, in one
 transaction, points `stats.generation` at the new schema.
 Until then the reports API and the live projector keep using the old generation; after
-it, the live projector continues from the new generation's positions. The generation
-before the old one is dropped.
+it, the live projector continues from the new generation's positions, and every other
+generation is dropped (it would keep erased households' rows; a failed rebuild drops its
+own).
 """
 
 from __future__ import annotations
@@ -66,6 +67,7 @@ async def rebuild(settings: ServiceSettings, progress=None, topics: tuple[str, .
         )
         started = time.perf_counter()
         task = asyncio.create_task(consumer.run())
+        switched = False
         try:
             while not consumer.caught_up.is_set() or consumer.gaps:  # to the end of every partition
                 if consumer.gaps:
@@ -78,17 +80,27 @@ async def rebuild(settings: ServiceSettings, progress=None, topics: tuple[str, .
                 if progress:
                     progress(consumer.applied)
                 await asyncio.sleep(0.1)
+            task.cancel()
+            await asyncio.gather(task, return_exceptions=True)
+            async with pool.acquire() as conn:
+                for definition in deferred:  # before the switch: readers never see it without them
+                    await conn.execute(definition)
+                async with conn.transaction():
+                    await generations.switch(conn, target, old, settings.erasure_grace_seconds)
+            switched = True
         finally:
             task.cancel()
             await asyncio.gather(task, return_exceptions=True)
-        async with pool.acquire() as conn:
-            for definition in deferred:  # before the switch: readers never see it without them
-                await conn.execute(definition)
-            async with conn.transaction():
-                await generations.switch(conn, target, old, settings.erasure_grace_seconds)
+            # Only the generation the reports read is kept: another would hold, unanonymised,
+            # the rows of households erased after it stopped being fed (an abandoned
+            # rebuild's, the one before the switch).
+            try:
+                async with pool.acquire() as conn:
+                    await generations.drop_all_but(conn, target if switched else old)
+            except Exception:  # noqa: BLE001 - after a failure, the failure is what to report
+                if switched:
+                    raise
         elapsed = time.perf_counter() - started
-        async with pool.acquire() as conn:
-            await conn.execute(f'DROP SCHEMA IF EXISTS "{generations.schema_of(old - 1)}" CASCADE')
         return {"generation": target, "previous": old, "events": consumer.applied, "seconds": elapsed,
                 "peak_rss_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024}
     finally:

@@ -64,16 +64,17 @@ _FACTS: dict[str, str] = {
     "social_workers_active": f"""
         SELECT i.worker_id, i.held_on, h.programme, h.territory, i.worker_id, {_NONE}, {_NONE}, 1
         FROM all_interviews i LEFT JOIN all_households h USING (household_id)
-        WHERE i.held_on BETWEEN $1 AND $2 AND NOT i.cancelled""",
+        WHERE i.held_on BETWEEN $1 AND $2 AND NOT i.cancelled
+          AND i.worker_id IS NOT NULL""",  # unknown: sealed and read after its key was deleted
     "veille_meetings": f"""
         SELECT m.meeting_id::text, m.held_on, {_NONE}, m.territory, {_NONE}, {_NONE}, {_NONE}, 1
         FROM meetings m WHERE m.held_on BETWEEN $1 AND $2""",
     "situations_reviewed": f"""
-        SELECT r.situation_id::text, m.held_on, h.programme, h.territory, h.referent_worker_id,
+        SELECT r.situation_id::text, r.held_on, h.programme, h.territory, h.referent_worker_id,
                {_NONE}, {_NONE}, 1
-        FROM all_reviews r JOIN meetings m USING (meeting_id)
+        FROM all_reviews r
         LEFT JOIN all_situations s USING (situation_id) LEFT JOIN all_households h ON h.household_id = s.household_id
-        WHERE m.held_on BETWEEN $1 AND $2""",
+        WHERE r.held_on BETWEEN $1 AND $2""",
     "situations_escalated": f"""
         SELECT s.situation_id::text, s.escalated_on, h.programme, h.territory, h.referent_worker_id,
                {_NONE}, {_NONE}, 1

@@ -8,6 +8,7 @@ from dataclasses import dataclass
 
 import asyncpg
 import httpx
+from aiokafka import AIOKafkaProducer
 from aiokafka.structs import ConsumerRecord
 
 from services.casework.service import DEFINITION as CASEWORK
@@ -63,6 +64,18 @@ async def running_platform(bootstrap: str, database_url: str) -> AsyncIterator[P
             clients[definition.name] = await stack.enter_async_context(httpx.AsyncClient(
                 transport=httpx.ASGITransport(app=app), base_url=f"http://{definition.name}"))
         yield Platform(runtimes, clients, tokens, bootstrap, database_url)
+
+
+async def produce(bootstrap: str, topic: str, values: list[bytes], key: bytes | None = None,
+                  partition: int | None = None) -> None:
+    """Send raw records in order (one key or one partition), each acknowledged."""
+    producer = AIOKafkaProducer(bootstrap_servers=bootstrap, acks="all", enable_idempotence=True)
+    await producer.start()
+    try:
+        for value in values:
+            await producer.send_and_wait(topic, value, key=key, partition=partition)
+    finally:
+        await producer.stop()
 
 
 async def read_topic(bootstrap: str, topic: str) -> list[ConsumerRecord]:

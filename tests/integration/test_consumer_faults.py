@@ -14,7 +14,7 @@ from pathlib import Path
 
 import asyncpg
 import pytest
-from aiokafka import AIOKafkaProducer, TopicPartition
+from aiokafka import TopicPartition
 from aiokafka.admin import AIOKafkaAdminClient, RecordsToDelete
 
 from services.common.consumer import Deferral, TransactionalConsumer, backoff, gap_of
@@ -25,6 +25,7 @@ from services.common.migrations import migrate, sql_files
 from services.common.positions import set_position
 from services.common.kafka import KafkaConnection
 from tests.support import wait_until
+from tests.integration.platform import produce as send_records
 
 SQL = Path(__file__).parents[2] / "services" / "common" / "sql"
 
@@ -58,13 +59,7 @@ async def record_all(conn: asyncpg.Connection, batches) -> None:
 
 
 async def produce(bootstrap: str, topic: str, values: list[bytes], partition: int = 0) -> None:
-    producer = AIOKafkaProducer(bootstrap_servers=bootstrap, acks="all", enable_idempotence=True)
-    await producer.start()
-    try:
-        for value in values:
-            await producer.send_and_wait(topic, value, partition=partition)
-    finally:
-        await producer.stop()
+    await send_records(bootstrap, topic, values, partition=partition)
 
 
 @contextlib.asynccontextmanager

@@ -7,24 +7,17 @@ from collections import Counter
 from uuid import UUID, uuid4
 
 import pytest
-from aiokafka import AIOKafkaProducer
 
 from alfi_contracts import decode
 from services.common.kafka import make_broker
 from services.common.outbox import OutboxRelay
 from tests.support import wait_until
 from tests.integration.test_intake import enrolment
-from tests.integration.platform import read_topic
+from tests.integration.platform import produce, read_topic
 
 
 async def send(bootstrap: str, topic: str, values: list[bytes]) -> None:
-    producer = AIOKafkaProducer(bootstrap_servers=bootstrap, acks="all", enable_idempotence=True)
-    await producer.start()
-    try:
-        for value in values:
-            await producer.send_and_wait(topic, value, key=b"k")  # one partition: order matters
-    finally:
-        await producer.stop()
+    await produce(bootstrap, topic, values, key=b"k")  # one partition: order matters
 
 
 def interview_command(household: str) -> bytes:

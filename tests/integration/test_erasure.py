@@ -8,12 +8,11 @@ import json
 from uuid import UUID, uuid4
 
 import asyncpg
-from aiokafka import AIOKafkaProducer
 
 from alfi_contracts import EVENTS_BY_TYPE, decode
 from alfi_contracts.privacy import SEALED, personal_fields
 from services.common.keyring import KeyCache
-from tests.integration.platform import read_topic
+from tests.integration.platform import produce, read_topic
 from tests.support import wait_until
 
 YEAR = 2013  # no other test writes this year
@@ -94,12 +93,7 @@ async def dead_letter_a_copy(platform, household: str) -> tuple[bytes, bytes]:
     copy["id"] = str(uuid4())
     copy["dataschema"] = copy["dataschema"].replace(":v1", ":v999")
     value = json.dumps(copy).encode()
-    producer = AIOKafkaProducer(bootstrap_servers=platform.bootstrap, acks="all")
-    await producer.start()
-    try:
-        await producer.send_and_wait("alfi.casework.events", value, key=household.encode())
-    finally:
-        await producer.stop()
+    await produce(platform.bootstrap, "alfi.casework.events", [value], key=household.encode())
 
     async def dead_lettered() -> bool:
         return any(r.value == value for r in await read_topic(platform.bootstrap, "alfi.casework.events.dlq"))
@@ -253,3 +247,23 @@ async def test_published_outbox_rows_are_purged_after_the_outbox_retention(platf
     finally:
         await pool.close()
     assert left == {ids["recent"], ids["pending"], ids["refused"]}
+
+
+async def test_an_erasure_is_not_accepted_from_a_command_topic(platform):
+    """A command topic carries no caller identity to check intake:erase against."""
+    body = {"household_id": str(uuid4()), "programme": "mous", "territory": "bretagne",
+            "referent_worker_id": "sw-001", "enrolled_on": f"{YEAR}-02-01", "youth": False,
+            "dalo_priority": False, "adults": 1, "children": 0}
+    household = (await post(platform, "intake", "/v1/households", body))["household_id"]
+    value = json.dumps({"command": "erase_personal_data", "data": {"household_id": household}}).encode()
+    await produce(platform.bootstrap, "alfi.intake.commands", [value], key=household.encode())
+
+    async def refused() -> list:
+        return [r for r in await read_topic(platform.bootstrap, "alfi.intake.commands.dlq") if r.value == value]
+    await wait_until(refused, timeout=30)
+    headers = dict((await refused())[0].headers)
+    assert headers["alfi-error-kind"] == b"invalid" and b"erase_personal_data" not in headers["alfi-error-detail"]
+    got = await platform.intake.get(f"/v1/households/{household}", headers=platform.auth("intake:read"))
+    assert got.json()["erased_on"] is None
+    await post(platform, "intake", f"/v1/households/{household}/closure",
+               {"closed_on": f"{YEAR}-03-01", "outcome": "ended"})  # no later year counts it

@@ -107,3 +107,62 @@ async def test_a_late_event_counts_within_the_grace_period_and_none_after(stats_
     assert await figures(pool) == within
     async with pool.acquire() as conn:
         assert await conn.fetchval("SELECT count(*) FROM stats_g1.interviews WHERE household_id = $1", household) == 0
+
+
+async def test_a_rebuild_switching_while_households_are_anonymised_counts_each_once(stats_db):
+    """The new generation read the erasure; the live one anonymised the household before the
+    switch; or anonymised none of them yet: after the switch each figure counts it once."""
+    pool = stats_db
+    projection = Projector(generations.BASE, pool)
+    households, batches = [], []
+    for n in range(3):
+        household = uuid4()
+        async with pool.acquire() as conn:
+            await keyring.create_key(conn, household)
+            key = await keyring.locked_key(conn, household)
+        households.append(household)
+        batches.append(poll(
+            (ev.HouseholdEnrolled(household_id=household, programme="fnavdl", territory="bretagne",
+                                  referent_worker_id=f"sw-00{n}", enrolled_on=date(2024, 1, 5), youth=False,
+                                  dalo_priority=True, adults=1, children=0), key),
+            (ev.InterviewHeld(interview_id=uuid4(), household_id=household, worker_id=f"sw-01{n}",
+                              held_on=date(2024, 2, 1), mode="office", topics=["rights"], duration_minutes=30), key),
+            (ev.HouseholdPersonalDataErased(household_id=household, erased_on=date.today()), None)))
+    for batch in batches:
+        await apply(pool, projection, batch)  # generation 1, the live one
+    before = await figures(pool)
+    async with pool.acquire() as conn:
+        await generations.prepare(conn, 2, fresh=True)
+    for batch in batches:  # generation 2 (a rebuild) reads it all, erasures included
+        prepared = await projection.prepare(batch)
+        async with pool.acquire() as conn, conn.transaction():
+            await conn.execute(f"SET LOCAL search_path TO {generations.search_path(2)}")
+            await projection.apply(conn, prepared)
+    # The live generation anonymises the first household before the switch; the others
+    # are due at the switch (grace 0), which anonymises them from generation 1.
+    async with pool.acquire() as conn, conn.transaction():
+        await conn.execute(f"SET LOCAL search_path TO {generations.search_path(1)}")
+        from services.stats.projector import anonymise, forget
+        await anonymise(conn, households[:1])
+        await forget(conn, households[:1])
+    async with pool.acquire() as conn, conn.transaction():
+        await generations.switch(conn, 2, previous=1, grace_seconds=0)
+    async with pool.acquire() as conn, conn.transaction():
+        await conn.execute(f"SET LOCAL search_path TO {generations.search_path(2)}")
+        after = {"activity": await reports.activity(conn, 2024), "by_worker": await reports.breakdown(conn, 2024, "worker")}
+        assert await conn.fetchval("SELECT count(*) FROM households WHERE household_id = ANY($1)", households) == 0
+        assert await conn.fetchval("SELECT count(*) FROM erasures WHERE household_id = ANY($1)", households) == 3
+    assert after == before and before["activity"]["households_followed"] == 3
+
+
+async def test_households_enrolled_before_keys_existed_get_one_at_start(stats_db):
+    async with stats_db.acquire() as conn:
+        await conn.execute("CREATE TABLE legacy_households (household_id uuid PRIMARY KEY, erased_on date)")
+        active, erased = uuid4(), uuid4()
+        await conn.executemany("INSERT INTO legacy_households VALUES ($1, $2)",
+                               [(active, None), (erased, date(2024, 1, 1))])
+        assert await keyring.backfill(conn, "legacy_households") == 1
+        assert await keyring.backfill(conn, "legacy_households") == 0  # idempotent
+        assert len(await keyring.locked_key(conn, active)) == 32
+        with pytest.raises(keyring.Erased):
+            await keyring.create_key(conn, erased)  # never again for an erased household

@@ -63,9 +63,18 @@ def test_a_field_tool_acts_only_under_its_worker():
     with pytest.raises(ForbiddenWorker) as refused:
         authorise(FIELD_TOOL, Scope("bretagne", "sw-018"))
     assert refused.value.kind == "forbidden_worker" and refused.value.field == "worker_id"
-    assert "sw-017" in refused.value.detail and "sw-018" in refused.value.detail
+    assert "sw-017" not in refused.value.detail and "sw-018" not in refused.value.detail  # no worker named
     with pytest.raises(ForbiddenTerritory):
         authorise(FIELD_TOOL, Scope("normandie", "sw-017"))
+
+
+def test_every_territory_a_command_touches_is_checked():
+    authorise(BRETAGNE, Scope("bretagne", also=("bretagne",)))
+    with pytest.raises(ForbiddenTerritory) as refused:  # a meeting reviewing another territory's situation
+        authorise(BRETAGNE, Scope("bretagne", also=("normandie", "occitanie")))
+    assert "occitanie" in refused.value.detail
+    with pytest.raises(ForbiddenTerritory):
+        authorise(BRETAGNE, Scope("bretagne", also=(None,)))  # a situation whose territory is unknown
 
 
 def test_a_bound_token_reads_only_figures_of_one_of_its_territories():

@@ -143,3 +143,18 @@ async def test_key_cache_gives_none_for_a_destroyed_key():
                   cache.unsealer)[1].worker_id is None
     cache.forget(str(HOUSEHOLD))
     assert decode(raw, cache.unsealer)[1].worker_id is None
+
+
+def test_sealed_and_clear_personal_fields_together_are_refused():
+    body = json.loads(encode(make_event(interview(), seal=keyring.sealer(KEY))))
+    body["data"]["worker_id"] = "sw-999"  # would read as the household's once the key is gone
+    for reader in (decode, read):
+        with pytest.raises(ContractError) as caught:
+            reader(json.dumps(body), unseal_with(None))
+        assert caught.value.kind == "invalid_data"
+    workshop = ev.WorkshopHeld(workshop_id=uuid4(), residence="antin-residences", territory="bretagne",
+                               theme="budget", held_on=date(2024, 1, 1), participants=5)
+    body = json.loads(encode(make_event(workshop)))
+    body["data"][SEALED] = json.loads(encode(make_event(interview(), seal=keyring.sealer(KEY))))["data"][SEALED]
+    with pytest.raises(ContractError):
+        decode(json.dumps(body))

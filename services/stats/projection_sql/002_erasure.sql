@@ -19,9 +19,17 @@ CREATE TABLE IF NOT EXISTS stats.anon_households (LIKE households INCLUDING ALL)
 CREATE TABLE IF NOT EXISTS stats.anon_interviews (LIKE interviews INCLUDING ALL);
 CREATE TABLE IF NOT EXISTS stats.anon_rehousings (LIKE rehousings INCLUDING ALL);
 CREATE TABLE IF NOT EXISTS stats.anon_situations (LIKE situations INCLUDING ALL);
-CREATE TABLE IF NOT EXISTS stats.anon_reviews (LIKE reviews INCLUDING ALL);
+-- A review keeps no meeting id (the meeting's event lists its situations in clear: the id
+-- would lead back to the household), only what the figures need of the meeting.
+CREATE TABLE IF NOT EXISTS stats.anon_reviews (
+    situation_id  uuid NOT NULL,
+    decision      text NOT NULL,
+    held_on       date NOT NULL
+);
 CREATE VIEW all_households AS SELECT * FROM households UNION ALL SELECT * FROM stats.anon_households;
 CREATE VIEW all_interviews AS SELECT * FROM interviews UNION ALL SELECT * FROM stats.anon_interviews;
 CREATE VIEW all_rehousings AS SELECT * FROM rehousings UNION ALL SELECT * FROM stats.anon_rehousings;
 CREATE VIEW all_situations AS SELECT * FROM situations UNION ALL SELECT * FROM stats.anon_situations;
-CREATE VIEW all_reviews AS SELECT * FROM reviews UNION ALL SELECT * FROM stats.anon_reviews;
+CREATE VIEW all_reviews AS
+    SELECT r.situation_id, r.decision, m.held_on FROM reviews r JOIN meetings m USING (meeting_id)
+    UNION ALL SELECT situation_id, decision, held_on FROM stats.anon_reviews;
