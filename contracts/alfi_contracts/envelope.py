@@ -62,7 +62,9 @@ class CloudEvent(BaseModel):
 # `sealed` string; an Unsealer gives them back, or None when the household's key was
 # destroyed (erased): the event then reads with those fields None.
 Sealer = Callable[[EventData, bytes, dict[str, Any]], str]
-Unsealer = Callable[[str, str, bytes], "dict[str, Any] | None"]
+# (household id, the sealed string, associated data) -> the personal fields as JSON (bytes)
+# or as a dict, or None.
+Unsealer = Callable[[Any, str, bytes], "bytes | dict[str, Any] | None"]
 
 
 def associated_data(event_type: str, event_id: UUID | str) -> bytes:
@@ -302,10 +304,12 @@ def _opened(event_type: str, event_id: Any, data: dict[str, Any], unseal: Unseal
     household = data.get("household_id")
     if household is None:
         raise ContractError("invalid_data", "a sealed event names its household_id")
-    personal = unseal(str(household), sealed, associated_data(event_type, event_id))
+    personal = unseal(household, sealed, associated_data(event_type, event_id))
     if personal is None:
         return None
     try:
+        if isinstance(personal, (bytes, str)):
+            return _PERSONAL[event_type].validate_json(personal)
         return _PERSONAL[event_type].validate_python(personal)
     except ValidationError as error:
         raise ContractError("invalid_data", "sealed: " + describe(error)) from None

@@ -116,9 +116,10 @@ class Unit:
     # How long an erasure lets the household's key live on (settings.erasure_grace_seconds).
     erasure_grace_seconds: float = 900.0
 
-    async def emit(self, data: EventData) -> None:
+    async def emit(self, data: EventData, key: bytes | None = None) -> None:
+        """Record `data` in the outbox (`key`: the household's, when the handler holds it)."""
         await emit(self.conn, self.schema, events_topic(self.service), data,
-                   self.context.correlation_id, self.context.causation_id)
+                   self.context.correlation_id, self.context.causation_id, key)
         self.emitted.append(data)
 
 

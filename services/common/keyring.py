@@ -19,6 +19,8 @@ type and id as associated data; written "v1.<base64url(nonce + ciphertext + tag)
 from __future__ import annotations
 
 import base64
+import binascii
+import contextlib
 import json
 import os
 import time
@@ -55,13 +57,14 @@ class Erased(Conflict):
                          field="household_id")
 
 
-async def create_key(conn: asyncpg.Connection, household_id: UUID) -> None:
-    """A new household's key, in the enrolment's transaction; never for an erased one."""
-    if await conn.fetchval(f"SELECT 1 FROM {SCHEMA}.destroyed_keys WHERE household_id = $1", household_id):
-        raise Erased(household_id)
-    await conn.execute(
-        f"INSERT INTO {SCHEMA}.household_keys (household_id, key) VALUES ($1, $2)"
-        " ON CONFLICT (household_id) DO NOTHING", household_id, AESGCM.generate_key(256))
+async def create_key(conn: asyncpg.Connection, household_id: UUID) -> bytes:
+    """A new household's key, in the enrolment's transaction (one statement); never for
+    an erased one. Returns it, to seal the enrolment with."""
+    key = await conn.fetchval(
+        f"INSERT INTO {SCHEMA}.household_keys (household_id, key) SELECT $1, $2 WHERE NOT EXISTS"
+        f" (SELECT 1 FROM {SCHEMA}.destroyed_keys WHERE household_id = $1)"
+        " ON CONFLICT (household_id) DO NOTHING RETURNING key", household_id, AESGCM.generate_key(256))
+    return key if key is not None else await locked_key(conn, household_id)  # there already, or erased
 
 
 async def destroy_key(conn: asyncpg.Connection, household_id: UUID, grace_seconds: float) -> None:
@@ -117,40 +120,44 @@ def seal(key: bytes, associated: bytes, personal: dict[str, Any]) -> str:
     return "v1." + base64.urlsafe_b64encode(nonce + AESGCM(key).encrypt(nonce, plaintext, associated)).decode().rstrip("=")
 
 
-def open_sealed(key: bytes, sealed: str, associated: bytes) -> dict[str, Any]:
-    """The personal fields; a value that does not authenticate with the household's key
-    (altered, or moved from another event) is the event's fault: invalid_data."""
+_URLSAFE = str.maketrans("-_", "+/")
+
+
+def open_sealed(key: bytes | AESGCM, sealed: str, associated: bytes) -> bytes:
+    """The personal fields' JSON (the reader validates it); a value that does not
+    authenticate with the household's key (altered, or moved from another event) is the
+    event's fault: invalid_data."""
     try:
-        token = sealed.removeprefix("v1.")
-        raw = base64.urlsafe_b64decode(token + "=" * (-len(token) % 4))
-        plaintext = AESGCM(key).decrypt(raw[:_NONCE], raw[_NONCE:], associated)
-        personal = json.loads(plaintext)
-    except (InvalidTag, ValueError):
+        token = sealed[3:] if sealed.startswith("v1.") else sealed
+        raw = binascii.a2b_base64((token + "=" * (-len(token) % 4)).translate(_URLSAFE))
+        cipher = key if isinstance(key, AESGCM) else AESGCM(key)
+        return cipher.decrypt(raw[:_NONCE], raw[_NONCE:], associated)
+    except (InvalidTag, ValueError, binascii.Error):
         raise ContractError("invalid_data", "sealed: does not open with the household's key") from None
-    if not isinstance(personal, dict):
-        raise ContractError("invalid_data", "sealed: not an object")
-    return personal
 
 
 def sealer(key: bytes) -> Sealer:
     return lambda _data, associated, personal: seal(key, associated, personal)
 
 
-async def sealer_for(conn: asyncpg.Connection, data: EventData) -> Sealer | None:
-    """How to seal `data` in this transaction: None when it has nothing personal."""
+async def sealer_for(conn: asyncpg.Connection, data: EventData, key: bytes | None = None) -> Sealer | None:
+    """How to seal `data` in this transaction (with `key` when the caller holds it): None
+    when it has nothing personal."""
     if not personal_fields(type(data)):
         return None
-    return sealer(await locked_key(conn, data.household_id))  # type: ignore[attr-defined]
+    return sealer(key or await locked_key(conn, data.household_id))  # type: ignore[attr-defined]
 
 
 class KeyCache:
     """Keys for consumers: fetched for a whole poll at once (`load`), then opened without
     waiting (`unseal`). An entry lives `ttl` seconds; a destroyed key reads as None, and
-    `forget` drops an entry at once (an erasure seen on the bus)."""
+    `forget` drops an entry at once. Entries hold the ready cipher (AESGCM), found by the
+    household id as the record key gives it (text) and as the event gives it (UUID)."""
 
     def __init__(self, ttl: float = 30.0) -> None:
         self.ttl = ttl
-        self._keys: dict[str, tuple[bytes | None, float]] = {}
+        self._keys: dict[str, tuple[AESGCM | None, float]] = {}
+        self._ciphers: dict[UUID, AESGCM | None] = {}
 
     async def load(self, conn: asyncpg.Connection | asyncpg.Pool, household_ids: Iterable[str]) -> None:
         now = time.monotonic()
@@ -160,24 +167,34 @@ class KeyCache:
             try:
                 ids.append(UUID(household))
             except ValueError:
-                continue  # not a household key (a workshop's, a malformed record's)
+                continue  # not a household key (a malformed record's)
         if not ids:
             return
-        found = {str(r["household_id"]): r["key"] for r in await conn.fetch(
+        found = {r["household_id"]: AESGCM(r["key"]) for r in await conn.fetch(
             f"SELECT household_id, key FROM {SCHEMA}.household_keys WHERE household_id = ANY($1::uuid[])", ids)}
-        for household in ids:
-            self._keys[str(household)] = (found.get(str(household)), now)
         if len(self._keys) > 200_000:  # a rebuild over many households: keep memory bounded
             self._keys = {k: v for k, v in self._keys.items() if now - v[1] <= self.ttl}
+            self._ciphers = {UUID(k): v[0] for k, v in self._keys.items()}
+        for household in ids:
+            cipher = found.get(household)
+            self._keys[str(household)] = (cipher, now)
+            self._ciphers[household] = cipher
 
     def forget(self, household_id: str) -> None:
         self._keys.pop(household_id, None)
+        with contextlib.suppress(ValueError):
+            self._ciphers.pop(UUID(household_id), None)
 
-    def unseal(self, household_id: str, sealed: str, associated: bytes) -> dict[str, Any] | None:
-        entry = self._keys.get(household_id)
-        if entry is None or entry[0] is None:
+    def unseal(self, household_id: UUID | str, sealed: str, associated: bytes) -> bytes | None:
+        if not isinstance(household_id, UUID):
+            try:
+                household_id = UUID(household_id)
+            except ValueError:
+                return None  # not a household id: nothing of it is known here
+        cipher = self._ciphers.get(household_id)
+        if cipher is None:
             return None
-        return open_sealed(entry[0], sealed, associated)
+        return open_sealed(cipher, sealed, associated)
 
     @property
     def unsealer(self) -> Unsealer:

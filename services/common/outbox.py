@@ -117,12 +117,12 @@ async def enqueue(conn: asyncpg.Connection, schema: str, messages: Iterable[Outb
 
 async def emit(
     conn: asyncpg.Connection, schema: str, topic: str, data: EventData,
-    correlation_id: str | None, causation_id: str | None,
+    correlation_id: str | None, causation_id: str | None, key: bytes | None = None,
 ) -> CloudEvent:
     """Record one domain event in the outbox, in the caller's transaction, its personal
-    fields sealed with the household's key (keyring)."""
+    fields sealed with the household's key (keyring; `key` when the caller holds it)."""
     event = make_event(data, correlation_id=correlation_id, causation_id=causation_id,
-                       seal=await sealer_for(conn, data))
+                       seal=await sealer_for(conn, data, key))
     await enqueue(conn, schema, [event_message(topic, event, data)])
     return event
 

@@ -48,16 +48,18 @@ async def household(conn: asyncpg.Connection, household_id) -> asyncpg.Record:
 
 async def enrol_household(unit: Unit, command: EnrolHousehold) -> Outcome:
     command = command.model_copy(update={"household_id": command.household_id or uuid4()})
-    erased = await unit.conn.fetchval(
-        "SELECT erased_on FROM households WHERE household_id = $1", command.household_id)
-    if erased is not None:
-        # The same answer whatever the content: nothing of the erased enrolment is left
-        # to compare a guess with.
-        raise Erased(command.household_id)
-    row, created = await insert_once(unit.conn, "households", "household_id", command.model_dump(), command)
+    try:
+        row, created = await insert_once(unit.conn, "households", "household_id", command.model_dump(), command)
+    except Conflict:
+        if await unit.conn.fetchval("SELECT erased_on FROM households WHERE household_id = $1",
+                                    command.household_id) is not None:
+            # The same answer whatever the content: nothing of the erased enrolment is
+            # left to compare a guess with (its request hash was cleared).
+            raise Erased(command.household_id) from None
+        raise
     if created:
-        await create_key(unit.conn, command.household_id)
-        await unit.emit(HouseholdEnrolled(**command.model_dump()))
+        key = await create_key(unit.conn, command.household_id)
+        await unit.emit(HouseholdEnrolled(**command.model_dump()), key=key)
     return Outcome(view(row), created=created)
 
 
