@@ -19,7 +19,7 @@ from typing_extensions import NotRequired, TypedDict  # pydantic needs this Type
 
 from .commands import COMMAND_MESSAGES
 from .events import EVENTS_BY_TYPE, EventData
-from .privacy import SEALED, SEALED_PATTERN, personal_fields, redacted, split
+from .privacy import SEALED, SEALED_LENGTH, SEALED_PATTERN, personal_fields, redacted, split
 from .upcasting import UnknownVersion, upcast
 
 CONTENT_TYPE = "application/cloudevents+json"
@@ -68,8 +68,9 @@ Unsealer = Callable[[Any, str, bytes], "bytes | dict[str, Any] | None"]
 
 
 def associated_data(event_type: str, event_id: UUID | str) -> bytes:
-    """What a sealed field is bound to: it cannot be moved to another event unnoticed."""
-    return f"{event_type}/{event_id}".encode()
+    """What a sealed field is bound to: it cannot be moved to another event unnoticed
+    (the event's type, "/", and its id's 16 bytes)."""
+    return event_type.encode() + b"/" + (event_id if isinstance(event_id, UUID) else UUID(event_id)).bytes
 
 
 def make_event(
@@ -258,7 +259,8 @@ def _as_fields(model: type[BaseModel], only: tuple[str, ...] | None = None, **re
     return fields_of
 
 
-_Sealed = Annotated[str, StringConstraints(pattern=SEALED_PATTERN.pattern)]
+_Sealed = Annotated[str, StringConstraints(pattern=SEALED_PATTERN.pattern, min_length=SEALED_LENGTH[0],
+                                           max_length=SEALED_LENGTH[1])]
 
 
 def _wire_fields(model: type[EventData]) -> type:
@@ -354,7 +356,9 @@ def decode(raw: bytes | str | dict[str, Any], unseal: Unsealer | None = None) ->
         raise ContractError("unknown_type", "/type: not an event type this reader knows")  # never the given one
     fields, target = envelope.data, model
     if SEALED in fields:
-        if not isinstance(fields[SEALED], str) or not SEALED_PATTERN.match(fields[SEALED]):
+        sealed = fields[SEALED]
+        if not isinstance(sealed, str) or not SEALED_PATTERN.match(sealed) or not (
+                SEALED_LENGTH[0] <= len(sealed) <= SEALED_LENGTH[1]):
             raise ContractError("invalid_data", f"/{SEALED}: not a sealed value")
         in_clear = [name for name in personal_fields(model) if name in fields]
         if in_clear or not personal_fields(model):

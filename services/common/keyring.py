@@ -120,7 +120,7 @@ def seal(key: bytes, associated: bytes, personal: dict[str, Any]) -> str:
     return "v1." + base64.urlsafe_b64encode(nonce + AESGCM(key).encrypt(nonce, plaintext, associated)).decode().rstrip("=")
 
 
-_URLSAFE = str.maketrans("-_", "+/")
+_URLSAFE = bytes.maketrans(b"-_", b"+/")  # bytes.translate: a table, not a dict per character
 
 
 def open_sealed(key: bytes | AESGCM, sealed: str, associated: bytes) -> bytes:
@@ -128,8 +128,8 @@ def open_sealed(key: bytes | AESGCM, sealed: str, associated: bytes) -> bytes:
     authenticate with the household's key (altered, or moved from another event) is the
     event's fault: invalid_data."""
     try:
-        token = sealed[3:] if sealed.startswith("v1.") else sealed
-        raw = binascii.a2b_base64((token + "=" * (-len(token) % 4)).translate(_URLSAFE))
+        token = (sealed[3:] if sealed.startswith("v1.") else sealed).encode()
+        raw = binascii.a2b_base64((token + b"=" * (-len(token) % 4)).translate(_URLSAFE))
         cipher = key if isinstance(key, AESGCM) else AESGCM(key)
         return cipher.decrypt(raw[:_NONCE], raw[_NONCE:], associated)
     except (InvalidTag, ValueError, binascii.Error):
