@@ -416,7 +416,7 @@ def wait_kafka_ready(launches: list[KafkaLaunch], deadline: float) -> None:
             for other in launches:
                 stop_pid(other.process.pid, "kafka")
             raise DevstackError(
-                f"Kafka did not start in time:\n"
+                "Kafka did not start in time:\n"
                 + "\n".join(tail(launch.paths.log, launch.offset) for launch in pending)
             )
         if pending:

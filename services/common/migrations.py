@@ -33,12 +33,19 @@ async def migrate(conn: asyncpg.Connection, schema: str, files: Path | list[Path
     ident = '"' + schema.replace('"', '""') + '"'
     async with conn.transaction():
         await conn.execute("SELECT pg_advisory_xact_lock(hashtext($1))", f"migrate:{schema}")
-        await conn.execute(f"CREATE SCHEMA IF NOT EXISTS {ident}")
-        await conn.execute(
-            f"CREATE TABLE IF NOT EXISTS {ident}.schema_migrations ("
-            " name text PRIMARY KEY, checksum text NOT NULL,"
-            " applied_at timestamptz NOT NULL DEFAULT now())"
-        )
+        # Not CREATE ... IF NOT EXISTS alone: it consults the catalog cache, which an
+        # advisory lock does not refresh, so a process that waited for another's migration
+        # may not see the schema it created and fail on pg_namespace's unique index (seen
+        # with two uvicorn workers starting together). These reads see what was committed.
+        if not await conn.fetchval("SELECT 1 FROM pg_namespace WHERE nspname = $1", schema):
+            await conn.execute(f"CREATE SCHEMA {ident}")
+        if not await conn.fetchval("SELECT 1 FROM pg_tables WHERE schemaname = $1 AND tablename = 'schema_migrations'",
+                                   schema):
+            await conn.execute(
+                f"CREATE TABLE {ident}.schema_migrations ("
+                " name text PRIMARY KEY, checksum text NOT NULL,"
+                " applied_at timestamptz NOT NULL DEFAULT now())"
+            )
         done = {
             row["name"]: row["checksum"]
             for row in await conn.fetch(f"SELECT name, checksum FROM {ident}.schema_migrations")

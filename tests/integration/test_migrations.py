@@ -13,6 +13,7 @@ from services.common.migrations import MigrationError, migrate
 
 
 def write(directory: Path, name: str, sql: str) -> None:
+    directory.mkdir(parents=True, exist_ok=True)
     (directory / name).write_text(sql)
 
 
@@ -58,3 +59,27 @@ async def test_concurrent_starts_apply_once(database_url, tmp_path):
         for c in conns:
             await c.close()
     assert sorted(len(r) for r in results) == [0, 0, 1]
+
+
+async def test_concurrent_starts_of_processes_whose_search_path_names_the_schema(database_url, tmp_path):
+    """As each service starts: a connection whose search_path names its schema before it
+    exists migrates another schema (the keyring) first, then its own. The catalog cache
+    then says "no such schema", and an advisory lock does not refresh it: two workers
+    starting together failed on pg_namespace's unique index (10 times out of 10 before
+    migrate() read the catalog itself)."""
+    own, other = tmp_path / "own", tmp_path / "other"
+    write(own, "001_a.sql", "CREATE TABLE a (id int); SELECT pg_sleep(0.2);")
+    write(other, "001_k.sql", "CREATE TABLE IF NOT EXISTS k (id int);")
+
+    async def start(schema: str, first: str) -> list[str]:
+        conn = await asyncpg.connect(database_url, server_settings={"search_path": f"{schema},public"})
+        try:
+            await migrate(conn, first, other)
+            return await migrate(conn, schema, own)
+        finally:
+            await conn.close()
+
+    for _ in range(5):
+        schema, first = f"m_{uuid4().hex[:8]}", f"k_{uuid4().hex[:8]}"
+        results = await asyncio.gather(start(schema, first), start(schema, first))
+        assert sorted(len(r) for r in results) == [0, 1]

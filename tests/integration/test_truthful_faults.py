@@ -69,6 +69,10 @@ async def test_event_topics_keep_every_record_and_existing_topics_are_aligned(pl
         # A topic made elsewhere with the broker's 7 days is given the platform's retention.
         old = f"alfi.test{uuid4().hex[:6]}.events"
         await admin.create_topics([NewTopic(old, 1, 1, topic_configs={"retention.ms": "604800000"})])
+
+        async def described() -> bool:  # a topic just created may not be described yet
+            return old in await topic_configs(admin, [old])
+        await wait_until(described, timeout=15)
         assert (await topic_configs(admin, [old]))[old]["retention.ms"] == "604800000"
         assert await ensure_topics(platform.bootstrap, [old]) == []
         assert (await topic_configs(admin, [old]))[old]["retention.ms"] == KEEP_FOREVER
