@@ -18,6 +18,7 @@ fresh development token at every start, with the command line's default expiry.
 from __future__ import annotations
 
 import argparse
+import getpass
 import asyncio
 import hashlib
 import os
@@ -33,6 +34,7 @@ from pydantic import TypeAdapter, ValidationError
 from alfi_contracts.vocabulary import Slug, WorkerId
 
 from .access import Principal
+from . import audit
 from .audit import migrate_audit
 from .migrations import migrate, sql_files
 
@@ -91,9 +93,10 @@ def _checked(scopes: list[str], territories: list[str], worker_id: str | None) -
 
 async def issue_token(
     conn: asyncpg.Connection, scopes: list[str], label: str, ttl: timedelta | None = None,
-    territories: list[str] | tuple[str, ...] = (), worker_id: str | None = None,
+    territories: list[str] | tuple[str, ...] = (), worker_id: str | None = None, actor: str = "code",
 ) -> str:
-    """A new token; no `territories` means every territory, no `ttl` no expiry."""
+    """A new token; no `territories` means every territory, no `ttl` no expiry. Audited
+    (`issue_token`, by `actor`, the token's id as object)."""
     territories = sorted(set(territories))
     _checked(scopes, territories, worker_id)
     token = "alfi_" + secrets.token_urlsafe(32)
@@ -103,6 +106,7 @@ async def issue_token(
         digest(token), sorted(set(scopes)), label, datetime.now(UTC) + ttl if ttl else None,
         territories, worker_id,
     )
+    await audit.record(conn, audit.Entry(actor, None, "auth", "issue_token", None, token_id(digest(token)), "accepted"))
     return token
 
 
@@ -156,7 +160,7 @@ class RevocationError(LookupError):
     pass
 
 
-async def revoke_token(conn: asyncpg.Connection, id_or_label: str) -> str:
+async def revoke_token(conn: asyncpg.Connection, id_or_label: str, actor: str = "code") -> str:
     """Revoke the one valid token with that short id (or a longer prefix of its hash), or
     else the one valid token with that label; return its id. Several matches revoke none."""
     async with conn.transaction():
@@ -174,7 +178,14 @@ async def revoke_token(conn: asyncpg.Connection, id_or_label: str) -> str:
             ids = ", ".join(token_id(r["token_hash"]) for r in rows)
             raise RevocationError(f"{len(rows)} valid tokens match {id_or_label!r} ({ids}): revoke one by its id")
         await conn.execute("UPDATE auth.tokens SET revoked_at = now() WHERE token_hash = $1", rows[0]["token_hash"])
-        return token_id(rows[0]["token_hash"])
+        revoked = token_id(rows[0]["token_hash"])
+        await audit.record(conn, audit.Entry(actor, None, "auth", "revoke_token", None, revoked, "accepted"))
+        return revoked
+
+
+def _cli_actor() -> str:
+    """Who runs the command line, for the audit trail (an operator's account)."""
+    return f"cli:{getpass.getuser()}"
 
 
 def _words(text: str | None) -> list[str]:
@@ -192,14 +203,15 @@ async def _main(args: argparse.Namespace) -> int:
         await migrate_auth(conn)
         if args.command == "issue":
             scopes = list(ALL_SCOPES) if args.scopes.strip() == "all" else _words(args.scopes)
-            token = await issue_token(conn, scopes, args.label, ttl, _words(args.territories), args.worker)
+            token = await issue_token(conn, scopes, args.label, ttl, _words(args.territories), args.worker,
+                                      actor=_cli_actor())
             print(token)
             expiry = f"expires in {args.ttl}" if ttl else "never expires"
             print(f"token {token_id(digest(token))} ({args.label}) {expiry}", file=sys.stderr)
         elif args.command == "list":
             print(format_tokens(await list_tokens(conn)))
         else:
-            print(f"revoked {await revoke_token(conn, args.id)}")
+            print(f"revoked {await revoke_token(conn, args.id, actor=_cli_actor())}")
     except (ValueError, RevocationError) as error:
         print(f"error: {error}", file=sys.stderr)
         return 2

@@ -226,6 +226,17 @@ async def test_the_token_list_names_tokens_by_id_never_by_secret(platform):
     assert (await platform.casework.post("/v1/interviews", json=interview(household), headers=still)).status_code != 401
     revoked = {"Authorization": f"Bearer {twin}"}
     assert (await platform.casework.post("/v1/interviews", json=interview(household), headers=revoked)).status_code == 401
+    # Issuing and revoking are audited: by whom, which token (its id), never the secret.
+    conn = await asyncpg.connect(platform.database_url)
+    try:
+        rows = await conn.fetch("SELECT actor, action, object_id FROM audit.events WHERE service = 'auth'"
+                                " AND object_id = ANY($1) ORDER BY at", [token_id(digest(token)), token_id(digest(twin))])
+    finally:
+        await conn.close()
+    assert [(r["action"], r["object_id"]) for r in rows] == [
+        ("issue_token", token_id(digest(token))), ("issue_token", token_id(digest(twin))),
+        ("revoke_token", token_id(digest(twin)))]
+    assert rows[-1]["actor"].startswith("cli:") and rows[0]["actor"] == "code"
 
 
 async def test_the_cli_issues_with_a_ttl_and_bindings(platform):
