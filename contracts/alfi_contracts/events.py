@@ -137,9 +137,11 @@ def _distinct_situations(reviewed: list[ReviewedSituation]) -> list[ReviewedSitu
 class Meeting(ContractModel):
     held_on: Annotated[IsoDate, PUBLIC]
     territory: Annotated[Slug, PUBLIC]
+    # Possibly empty: a practice-sharing meeting reviews no situation and is still a
+    # meeting held (DESIGN.md), so it counts in veille_meetings.
     reviewed: Annotated[
         list[ReviewedSituation],
-        Field(min_length=1, max_length=100),
+        Field(max_length=100),
         AfterValidator(_distinct_situations),
         PUBLIC,
     ]

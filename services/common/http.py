@@ -10,6 +10,7 @@
 - `audited_read`: a read of a household or of a report is audited before it is answered.
 - Bodies over `MAX_BODY_BYTES` answer 413 before they are parsed.
 - `X-Correlation-ID` is taken from the request (or made) and travels into every event.
+- `/asyncapi.json` serves the platform's AsyncAPI document, like `/openapi.json`, without a token.
 - PostgreSQL unreachable (a crash, a restart, a failover, the pool out of connections)
   answers 503 `database_unavailable` with `Retry-After`, from any route or the token
   check; only what is not understood answers 500.
@@ -17,6 +18,7 @@
 
 from __future__ import annotations
 
+import functools
 import time
 import uuid
 from collections.abc import Awaitable, Callable
@@ -33,6 +35,7 @@ from fastapi.responses import JSONResponse, Response
 from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
+from alfi_contracts import export
 from alfi_contracts.envelope import FieldProblem, field_problems
 
 from . import audit, faults
@@ -231,6 +234,25 @@ def install_health_and_metrics(
     async def metrics() -> Response:
         body, content_type = exposition()
         return Response(body, media_type=content_type)
+
+
+@functools.cache
+def _asyncapi_document() -> bytes:
+    # Built from the contracts rather than read from contracts/asyncapi.json: the images
+    # install alfi_contracts without that file, and a unit test keeps both the same.
+    return export.rendered(export.documents()["asyncapi.json"]).encode()
+
+
+def install_asyncapi(app: FastAPI) -> None:
+    """`GET /asyncapi.json`: the topics and messages of the whole platform, without a
+    token like /openapi.json (ids, vocabularies and classes only, no personal data)."""
+
+    @app.get("/asyncapi.json", tags=["documents"], response_class=Response, responses={
+        200: {"description": "The AsyncAPI 3.0 document of every topic and message.",
+              "content": {"application/json": {"schema": {"type": "object"}}}}})
+    async def asyncapi() -> Response:
+        """The platform's AsyncAPI document (contracts/asyncapi.json)."""
+        return Response(_asyncapi_document(), media_type="application/json")
 
 
 async def run_command(request: Request, name: str, command: BaseModel) -> JSONResponse:

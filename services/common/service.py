@@ -34,7 +34,8 @@ from .commands import CommandBus, Handler, RetryPolicy
 from .consumer import TransactionalConsumer, backoff, stored_positions
 from .deadletters import dead_letter_writer
 from .db import create_pool
-from .http import BodyLimit, RequestMetrics, install_health_and_metrics, install_problem_handlers
+from .http import (BodyLimit, RequestMetrics, install_asyncapi, install_health_and_metrics,
+                   install_problem_handlers)
 from .logging import configure_logging
 from .metrics import BROKER_UP, CONSUMER_LAG, CONSUMER_POSITION, DATABASE_UP, faststream_middleware
 from .migrations import migrate, sql_files
@@ -288,6 +289,7 @@ class Runtime:
         app.state.runtime = self
         install_problem_handlers(app)
         install_health_and_metrics(app, self.readiness)
+        install_asyncapi(app)
         app.include_router(self.definition.routes(self))
         app.add_middleware(BodyLimit)
         app.add_middleware(RequestMetrics, service=self.definition.name)

@@ -139,6 +139,23 @@ def test_meeting_reviews_each_situation_once():
         )
 
 
+def test_a_meeting_may_review_no_situation():
+    """A practice-sharing meeting (DESIGN.md): recorded and published with an empty review list."""
+    fields = dict(held_on="2023-05-10", territory="bretagne", reviewed=[])
+    assert VeilleMeetingHeld(meeting_id=uuid4(), **fields).reviewed == []
+    service, model = COMMANDS["record_meeting"]
+    assert model(**fields).reviewed == []
+    message = TypeAdapter(command_message_union(service)).validate_python(
+        {"command": "record_meeting", "data": fields})
+    assert message.data.reviewed == []
+    envelope, data = decode(encode(make_event(VeilleMeetingHeld(meeting_id=uuid4(), **fields))))
+    assert data.reviewed == [] and envelope.type == "veille.meeting_held"
+    twice = [{"situation_id": (situation := uuid4()), "decision": "monitor"},
+             {"situation_id": situation, "decision": "close"}]
+    with pytest.raises(ValidationError, match="reviews each situation once"):
+        model(**fields | {"reviewed": twice})
+
+
 def body_of(path: str) -> dict:
     return json.loads((STORED / path).read_text())
 
