@@ -1,4 +1,5 @@
-"""stats' reports API (scope reports:read): JSON, CSV, projection status, printable HTML.
+"""stats' reports API (scope reports:read): JSON, CSV and .xlsx (exports.py), projection
+status, printable HTML.
 
 A token bound to territories reads only figures filtered to one of them (`territory=`;
 403 `forbidden_territory` otherwise, naming the territories it may ask for). Every read
@@ -9,8 +10,6 @@ projections' status carries no figures and is not.
 from __future__ import annotations
 
 import contextlib
-import csv
-import io
 from collections.abc import AsyncIterator
 from enum import StrEnum
 from html import escape
@@ -25,8 +24,9 @@ from alfi_contracts.vocabulary import Programme, Slug
 from services.common.access import authorise_report
 from services.common.http import AUTH_RESPONSES, Authorised, audited_read, request_principal
 
-from . import generations, reports
+from . import exports, generations, reports
 from .charts import bar_chart
+from .labels import FIGURE_LABELS, PROGRAMME_LABELS
 
 READ = Authorised("reports:read")
 EVENT_TOPICS = (INTAKE_EVENTS, CASEWORK_EVENTS, VEILLE_EVENTS)
@@ -40,21 +40,17 @@ Dimension = StrEnum("Dimension", {name: name for name in reports.DIMENSIONS})
 class Format(StrEnum):
     JSON = "json"
     CSV = "csv"
+    CSV_RAW = "csv-raw"
+    XLSX = "xlsx"
 
 
-PROGRAMME_LABELS = {
-    "pension_de_famille": "Pensions de famille", "jeunes_ase": "Jeunes issus de l'ASE",
-    "residence_jeunes_actifs": "Résidences jeunes actifs", "locataires_parc_social": "Locataires du parc social",
-    "menages_ukrainiens": "Ménages ukrainiens", "masp2": "MASP2", "mous": "MOUS", "fnavdl": "FNAVDL",
-}
-FIGURE_LABELS = {
-    "households_followed": "Ménages suivis", "interviews_held": "Entretiens réalisés",
-    "social_workers_active": "Travailleurs sociaux actifs", "veille_meetings": "Réunions de veille sociale",
-    "situations_reviewed": "Situations abordées en veille", "situations_escalated": "Situations signalées",
-    "workshops_held": "Ateliers collectifs", "workshop_participants": "Participations aux ateliers",
-    "rehousings": "Relogements dans le parc social", "rehousings_dalo": "… dont publics prioritaires DALO",
-    "rehousings_youth": "… dont jeunes",
-}
+FormatChoice = Annotated[Format, Query(description=(
+    "`json`; `csv`: French table for French Excel (`;`, UTF-8 BOM, CRLF, French headers and labels, a"
+    " `Total` line); `csv-raw`: the machine form (`,`, snake_case headers, slug values, no total, as"
+    " `csv` was before); `xlsx`: the French table as a workbook"))]
+BREAKDOWN_RESPONSES = {200: {"description": "the rows and totals (JSON), or the table as a file to download",
+                             "content": {"application/json": {}, "text/csv": {"schema": {"type": "string"}},
+                                         exports.XLSX_MEDIA_TYPE: {"schema": {"type": "string", "format": "binary"}}}}}
 
 
 @contextlib.asynccontextmanager
@@ -88,8 +84,8 @@ def routes(runtime) -> APIRouter:  # noqa: ANN001
         return await audited_read(request, "read_report", read,
                                   object_id=report_id("activity", year, programme=programme, territory=territory))
 
-    @router.get("/v1/reports/activity/breakdown", tags=["reports"])
-    async def breakdown(request: Request, year: Year, by: Dimension, format: Format = Format.JSON,  # noqa: A002
+    @router.get("/v1/reports/activity/breakdown", tags=["reports"], responses=BREAKDOWN_RESPONSES)
+    async def breakdown(request: Request, year: Year, by: Dimension, format: FormatChoice = Format.JSON,  # noqa: A002
                         programme: ProgrammeFilter = None, territory: TerritoryFilter = None) -> Response:
         """The figures split by one dimension; rows add up to the headline figures.
         Scope `reports:read`; a token bound to territories must name one of them in `territory`."""
@@ -102,14 +98,16 @@ def routes(runtime) -> APIRouter:  # noqa: ANN001
         rows, totals = await audited_read(
             request, "read_report", read,
             object_id=report_id("breakdown", year, by=by.value, programme=programme, territory=territory))
-        if format is Format.CSV:
-            out = io.StringIO()
-            writer = csv.DictWriter(out, fieldnames=[by.value, *reports.FIGURES], lineterminator="\n")
-            writer.writeheader()
-            writer.writerows(rows)
-            return Response(out.getvalue(), media_type="text/csv; charset=utf-8", headers={
-                "Content-Disposition": f'attachment; filename="activity-{year}-by-{by.value}.csv"'})
-        return JSONResponse({"year": year, "by": by.value, "rows": rows, "totals": totals})
+        if format is Format.JSON:
+            return JSONResponse({"year": year, "by": by.value, "rows": rows, "totals": totals})
+        if format is Format.CSV_RAW:
+            return download(exports.raw_csv(by.value, rows), exports.CSV_MEDIA_TYPE,
+                            f"activity-{year}-by-{by.value}.csv")
+        table = exports.french_table(by.value, rows, totals)
+        if format is Format.XLSX:
+            return download(exports.xlsx(table, f"Bilan {year}"), exports.XLSX_MEDIA_TYPE,
+                            f"bilan-{year}-{by.value}.xlsx")
+        return download(exports.french_csv(table), exports.CSV_MEDIA_TYPE, f"bilan-{year}-{by.value}.csv")
 
     @router.get("/v1/projections/status", tags=["projections"])
     async def status(request: Request) -> dict:
@@ -152,6 +150,10 @@ def routes(runtime) -> APIRouter:  # noqa: ANN001
                                                object_id=report_id("page", year, territory=territory)))
 
     return router
+
+
+def download(body: bytes, media_type: str, filename: str) -> Response:
+    return Response(body, media_type=media_type, headers={"Content-Disposition": f'attachment; filename="{filename}"'})
 
 
 def render_page(year: int, totals: dict, by_programme: list[dict], by_month: list[dict],

@@ -102,7 +102,7 @@ async def test_breakdowns_add_up_and_filters_follow_the_definition(platform):
     assert (mous["interviews_held"], mous["social_workers_active"], mous["households_followed"]) == (2, 2, 1)
     assert mous["workshops_held"] == 0  # a workshop belongs to no programme
     csv_response = await platform.stats.get("/v1/reports/activity/breakdown",
-                                            params={"year": y, "by": "programme", "format": "csv"},
+                                            params={"year": y, "by": "programme", "format": "csv-raw"},
                                             headers=platform.auth("reports:read"))
     assert csv_response.headers["content-type"].startswith("text/csv")
     table = list(csv.DictReader(io.StringIO(csv_response.text)))

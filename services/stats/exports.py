@@ -1,0 +1,64 @@
+"""A breakdown as files people open: the French table (French headers and labels, a
+total row) as CSV for French Excel (`;`, UTF-8 BOM, CRLF) and as .xlsx (openpyxl), and
+the machine CSV scripts read (slugs, snake_case headers, `,`), unchanged since it was
+the only CSV."""
+
+from __future__ import annotations
+
+import csv
+import io
+
+from openpyxl import Workbook
+from openpyxl.styles import Font
+
+from .labels import DIMENSION_LABELS, FIGURE_LABELS, TOTAL, value_label
+from .reports import FIGURES
+
+CSV_MEDIA_TYPE = "text/csv; charset=utf-8"
+XLSX_MEDIA_TYPE = "application/vnd.openxmlformats-officedocument.spreadsheetml.sheet"
+
+
+def french_table(by: str, rows: list[dict], totals: dict) -> list[list[str | int]]:
+    """Header, one line per row, and a total line (the headline figures the rows add up to)."""
+    return [
+        [DIMENSION_LABELS[by], *(FIGURE_LABELS[f] for f in FIGURES)],
+        *([value_label(by, row[by]), *(row[f] for f in FIGURES)] for row in rows),
+        [TOTAL, *(totals[f] for f in FIGURES)],
+    ]
+
+
+def french_csv(table: list[list[str | int]]) -> bytes:
+    """What French Excel opens in columns: `;` (the decimal comma takes `,`), a BOM so it
+    reads UTF-8, CRLF line ends."""
+    out = io.StringIO()
+    csv.writer(out, delimiter=";", lineterminator="\r\n").writerows(table)
+    return ("\ufeff" + out.getvalue()).encode("utf-8")
+
+
+def raw_csv(by: str, rows: list[dict]) -> bytes:
+    """The machine form: dimension slug then figure names as headers, slug values, an
+    empty cell for a dimension that does not apply, no total line."""
+    out = io.StringIO()
+    writer = csv.DictWriter(out, fieldnames=[by, *FIGURES], lineterminator="\n")
+    writer.writeheader()
+    writer.writerows(rows)
+    return out.getvalue().encode("utf-8")
+
+
+def xlsx(table: list[list[str | int]], title: str) -> bytes:
+    """The French table as a one-sheet workbook, header and total in bold, header frozen."""
+    workbook = Workbook()
+    sheet = workbook.active
+    sheet.title = title
+    for line in table:
+        sheet.append(line)
+    bold = Font(bold=True)
+    for cell in (*sheet[1], *sheet[sheet.max_row]):
+        cell.font = bold
+    sheet.freeze_panes = "B2"
+    for column, header in zip(sheet.columns, table[0], strict=True):
+        width = max(len(str(header)), *(len(str(c.value)) for c in column))
+        sheet.column_dimensions[column[0].column_letter].width = min(width + 2, 40)
+    out = io.BytesIO()
+    workbook.save(out)
+    return out.getvalue()
