@@ -44,8 +44,8 @@ from .auth import principal_of
 from .commands import Context
 from .errors import NotYetKnown, Rejected
 from .metrics import HTTP_DURATION, HTTP_REQUESTS, exposition
+from .problems import PROBLEM, document_problems
 
-PROBLEM = "application/problem+json"
 DATABASE_RETRY_AFTER_SECONDS = 2
 MAX_BODY_BYTES = 64 * 1024
 
@@ -71,6 +71,9 @@ def _problems(error: RequestValidationError) -> list[FieldProblem]:
 
 
 def install_problem_handlers(app: FastAPI) -> None:
+    """Answer every failure as a problem, and document the Problem schema (problems.py)."""
+    document_problems(app)
+
     @app.exception_handler(RequestValidationError)
     async def invalid(_request: Request, error: RequestValidationError) -> JSONResponse:
         # Pointers and fixed messages only: neither a value nor an unknown field's name,
@@ -153,14 +156,6 @@ def request_context(request: Request) -> Context:
 
 # Declares the scheme in the OpenAPI document; the checks below give the problem answers.
 bearer = HTTPBearer(auto_error=False, description="A platform token (make token SCOPES=...)")
-# What every authorised route may answer about its token (OpenAPI), as problem+json.
-AUTH_RESPONSES: dict[int | str, dict[str, Any]] = {
-    401: {"description": "No valid bearer token: missing, unknown, expired or revoked.",
-          "content": {PROBLEM: {}}},
-    403: {"description": "The token lacks the route's scope, or is bound to other territories"
-                         " (`kind` forbidden_territory) or to another worker (forbidden_worker).",
-          "content": {PROBLEM: {}}},
-}
 
 
 def require_scope(scope: str) -> Callable[..., Awaitable[None]]:

@@ -16,45 +16,54 @@ from alfi_contracts.commands import ChangeReferent, CloseAccompaniment, EnrolHou
 from alfi_contracts.events import Closure, ReferentChange
 from services.common.access import Scope, authorise
 from services.common.errors import NotFound
-from services.common.http import AUTH_RESPONSES, Authorised, audited_read, request_principal, run_command
+from services.common.http import Authorised, audited_read, request_principal, run_command
+from services.common.problems import responses_for
 
 from .access import scope_of
+from .answers import Household
 from .handlers import view
 
 WRITE = Authorised("intake:write")
 ERASE = Authorised("intake:erase")
 READ = Authorised("intake:read")
+RECORDED = (201, Household, "Enrolled")
+AFTER = (200, Household, "The household after the command")
 
 
 def routes(runtime) -> APIRouter:  # noqa: ANN001
     runtime.bus.access = scope_of  # what a command touches, for tokens bound to territories
-    router = APIRouter(prefix="/v1/households", tags=["households"], responses=AUTH_RESPONSES)
+    router = APIRouter(prefix="/v1/households", tags=["households"])
 
-    @router.post("", status_code=201, dependencies=[WRITE])
+    @router.post("", status_code=201, dependencies=[WRITE],
+                 responses=responses_for(body=True, command=True, answer=RECORDED))
     async def enrol(request: Request, body: EnrolHousehold) -> JSONResponse:
         """Enrol a household into a programme. Repeat with the same household_id to retry safely.
         Scope `intake:write`; a token bound to territories enrols only in them."""
         return await run_command(request, "enrol_household", body)
 
-    @router.post("/{household_id}/referent", dependencies=[WRITE])
+    @router.post("/{household_id}/referent", dependencies=[WRITE],
+                 responses=responses_for(body=True, lookup=True, command=True, answer=AFTER))
     async def change_referent(request: Request, household_id: UUID, body: ReferentChange) -> JSONResponse:
         """Change the household's referent worker. Scope `intake:write`, in the household's territory."""
         return await run_command(request, "change_referent",
                                  ChangeReferent(household_id=household_id, **body.model_dump()))
 
-    @router.post("/{household_id}/closure", dependencies=[WRITE])
+    @router.post("/{household_id}/closure", dependencies=[WRITE],
+                 responses=responses_for(body=True, lookup=True, command=True, answer=AFTER))
     async def close(request: Request, household_id: UUID, body: Closure) -> JSONResponse:
         """Close the household's accompaniment. Scope `intake:write`, in the household's territory."""
         return await run_command(request, "close_accompaniment",
                                  CloseAccompaniment(household_id=household_id, **body.model_dump()))
 
-    @router.delete("/{household_id}/personal-data", dependencies=[ERASE])
+    @router.delete("/{household_id}/personal-data", dependencies=[ERASE],
+                   responses=responses_for(params=True, lookup=True, command=True, answer=AFTER))
     async def erase(request: Request, household_id: UUID) -> JSONResponse:
         """Erase the household's personal data (figures are kept). Scope `intake:erase` (not
         `intake:write`), in the household's territory."""
         return await run_command(request, "erase_personal_data", ErasePersonalData(household_id=household_id))
 
-    @router.get("/{household_id}", dependencies=[READ])
+    @router.get("/{household_id}", dependencies=[READ], response_model=Household,
+                responses=responses_for(params=True, lookup=True))
     async def get(request: Request, household_id: UUID) -> dict:
         """The household as intake knows it. Scope `intake:read`, in the household's territory;
         every read is audited."""

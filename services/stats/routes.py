@@ -22,9 +22,11 @@ from fastapi.responses import HTMLResponse, JSONResponse, Response
 from alfi_contracts.topics import CASEWORK_EVENTS, INTAKE_EVENTS, VEILLE_EVENTS
 from alfi_contracts.vocabulary import Programme, Slug
 from services.common.access import authorise_report
-from services.common.http import AUTH_RESPONSES, Authorised, audited_read, request_principal
+from services.common.http import Authorised, audited_read, request_principal
+from services.common.problems import JSON, responses_for
 
 from . import exports, generations, reports
+from .answers import Activity, Breakdown, ProjectionStatus
 from .charts import bar_chart
 from .labels import FIGURE_LABELS, PROGRAMME_LABELS
 
@@ -48,9 +50,11 @@ FormatChoice = Annotated[Format, Query(description=(
     "`json`; `csv`: French table for French Excel (`;`, UTF-8 BOM, CRLF, French headers and labels, a"
     " `Total` line); `csv-raw`: the machine form (`,`, snake_case headers, slug values, no total, as"
     " `csv` was before); `xlsx`: the French table as a workbook"))]
-BREAKDOWN_RESPONSES = {200: {"description": "the rows and totals (JSON), or the table as a file to download",
-                             "content": {"application/json": {}, "text/csv": {"schema": {"type": "string"}},
-                                         exports.XLSX_MEDIA_TYPE: {"schema": {"type": "string", "format": "binary"}}}}}
+REPORT = responses_for(params=True)
+BREAKDOWN_RESPONSES = REPORT | {200: {
+    "description": "the rows and totals (JSON), or the table as a file to download", "model": Breakdown,
+    "content": {JSON: {}, "text/csv": {"schema": {"type": "string"}},
+                exports.XLSX_MEDIA_TYPE: {"schema": {"type": "string", "format": "binary"}}}}}
 
 
 @contextlib.asynccontextmanager
@@ -69,9 +73,11 @@ def report_id(name: str, year: int, **filters: str | None) -> str:
 
 
 def routes(runtime) -> APIRouter:  # noqa: ANN001
-    router = APIRouter(dependencies=[READ], responses=AUTH_RESPONSES)
+    router = APIRouter(dependencies=[READ])
 
-    @router.get("/v1/reports/activity", tags=["reports"])
+    # Absent filters are left out of the answer, as reports.activity leaves them out.
+    @router.get("/v1/reports/activity", tags=["reports"], response_model=Activity, response_model_exclude_none=True,
+                responses=REPORT)
     async def activity(request: Request, year: Year, programme: ProgrammeFilter = None,
                        territory: TerritoryFilter = None) -> dict:
         """The headline figures of the year (the bilan), optionally for one programme or territory.
@@ -109,7 +115,8 @@ def routes(runtime) -> APIRouter:  # noqa: ANN001
                             f"bilan-{year}-{by.value}.xlsx")
         return download(exports.french_csv(table), exports.CSV_MEDIA_TYPE, f"bilan-{year}-{by.value}.csv")
 
-    @router.get("/v1/projections/status", tags=["projections"])
+    @router.get("/v1/projections/status", tags=["projections"], response_model=ProjectionStatus,
+                responses=responses_for())
     async def status(request: Request) -> dict:
         """Position and lag per partition, newest applied event per topic, generation.
         Scope `reports:read` (no figures: any territory)."""
@@ -133,7 +140,7 @@ def routes(runtime) -> APIRouter:  # noqa: ANN001
                        for r in freshness},
         }
 
-    @router.get("/reports/{year}", response_class=HTMLResponse, tags=["reports"])
+    @router.get("/reports/{year}", response_class=HTMLResponse, tags=["reports"], responses=REPORT)
     async def page(request: Request, year: Annotated[int, Path(ge=1900, le=2100)],
                    territory: TerritoryFilter = None) -> HTMLResponse:
         """The bilan of the year as a printable page, charts in SVG, optionally for one territory.
