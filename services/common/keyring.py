@@ -3,7 +3,7 @@
 The keys live in the platform-wide `keyring` schema (like `auth`): intake creates a
 household's key in its enrolment transaction; its erasure transaction stops all sealing
 for the household and schedules the key's deletion after a grace period (`sweep`, run
-by every service's observer), during which consumers still apply events already in
+by every service's observer once a minute), during which consumers still apply events already in
 flight;
 casework and veille read it in the command transaction that seals an event
 (`FOR SHARE`, so an erasure and a command never cross); consumers (the replicas, stats)

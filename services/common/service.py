@@ -190,7 +190,7 @@ class Runtime:
                 if time.monotonic() - purged_at > 60:
                     purged_at = time.monotonic()
                     await self.relay.purge()
-                await keyring.sweep(self.pool)  # erasures whose grace period is over
+                    await keyring.sweep(self.pool)  # erasures whose grace period is over
                 DATABASE_UP.labels(name).set(1)
             except Exception as error:  # noqa: BLE001 - the gauge says so; the next round tells again
                 DATABASE_UP.labels(name).set(0 if faults.database_unavailable(error) else 1)

@@ -33,7 +33,7 @@ from alfi_contracts import events as ev
 from services.common.consumer import Batches
 from services.common.deadletters import dead_letter
 from services.common.keyring import KeyCache
-from services.common.metrics import ERASURES_ANONYMISED, PROJECTION_LAST_EVENT
+from services.common.metrics import ERASURES_ANONYMISED, ERASURES_PENDING, PROJECTION_LAST_EVENT
 from services.common.outbox import enqueue
 
 # A newer referent candidate (date, then event time) replaces the stored one.
@@ -317,6 +317,7 @@ async def forget(conn: asyncpg.Connection, households: list, situations: list = 
     await conn.execute(FORGET, households, list(situations))
 
 
+PENDING = "SELECT household_id FROM erasures EXCEPT SELECT household_id FROM stats.anonymised_households"
 DUE = ("SELECT household_id FROM erasures WHERE erased_at <= now() - make_interval(secs => $1)"
        " EXCEPT SELECT household_id FROM stats.anonymised_households")
 
@@ -324,11 +325,14 @@ DUE = ("SELECT household_id FROM erasures WHERE erased_at <= now() - make_interv
 async def finalise(pool: asyncpg.Pool, grace_seconds: float) -> int:
     """Anonymise the households whose erasure's grace period is over, in the generation
     the reports read (serialised with its projector and with a rebuild's switch by the
-    lock on stats.generation); returns how many."""
+    lock on stats.generation), and set how many erased ones wait
+    (`alfi_erasures_pending_households`); returns how many were anonymised."""
     async with pool.acquire() as conn, conn.transaction():
         generation = await conn.fetchval("SELECT current FROM stats.generation")
         await conn.execute(f'SET LOCAL search_path TO "stats_g{int(generation)}", stats, public')
-        if not await conn.fetch(DUE, float(grace_seconds)):
+        pending = await conn.fetchval(f"SELECT count(*) FROM ({PENDING}) AS pending")
+        ERASURES_PENDING.set(pending)
+        if not pending or not await conn.fetch(DUE, float(grace_seconds)):
             return 0
         if await conn.fetchval("SELECT current FROM stats.generation FOR UPDATE") != generation:
             return 0  # switched meanwhile: the next round works on the new one
@@ -336,6 +340,7 @@ async def finalise(pool: asyncpg.Pool, grace_seconds: float) -> int:
         done = await anonymise(conn, due)
         await forget(conn, due)
     ERASURES_ANONYMISED.inc(done)
+    ERASURES_PENDING.set(pending - done)
     return done
 
 

@@ -11,7 +11,6 @@ import structlog
 from alfi_contracts.topics import CASEWORK_EVENTS, INTAKE_EVENTS, VEILLE_EVENTS, dead_letter_topic
 from services.common.consumer import Restart, TransactionalConsumer
 from services.common.deadletters import dead_letter_writer
-from services.common.metrics import ERASURES_PENDING
 from services.common.service import Runtime, ServiceDefinition, create_app as create_service_app
 
 from . import generations
@@ -51,11 +50,6 @@ async def anonymise_erased(runtime: Runtime, interval: float = 5.0) -> None:
     while True:
         try:
             await finalise(runtime.pool, grace)
-            async with runtime.pool.acquire() as conn:
-                generation = await generations.current(conn)
-                ERASURES_PENDING.set(await conn.fetchval(
-                    f'SELECT count(*) FROM (SELECT household_id FROM "{generations.schema_of(generation)}".erasures'
-                    f" EXCEPT SELECT household_id FROM {generations.BASE}.anonymised_households) AS pending"))
         except Exception as error:  # noqa: BLE001 - retried next round; the gauge and the log tell
             log.warning("anonymisation_failed", error=type(error).__name__)
         await asyncio.sleep(interval)
