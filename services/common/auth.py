@@ -25,6 +25,7 @@ import os
 import re
 import secrets
 import sys
+from dataclasses import replace
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
@@ -111,17 +112,48 @@ async def issue_token(
     return token
 
 
-async def principal_of(pool: asyncpg.Pool, token: str) -> Principal | None:
-    """Who the token acts as, or None when it is unknown, expired or revoked."""
-    row = await pool.fetchrow(
-        "SELECT token_hash, label, scopes, territories, worker_id FROM auth.tokens"
-        " WHERE token_hash = $1 AND revoked_at IS NULL AND (expires_at IS NULL OR expires_at > now())",
-        digest(token),
-    )
+_VALID = ("SELECT t.token_hash, t.label, t.scopes, t.territories, t.worker_id FROM auth.tokens t {join}"
+          " WHERE {where} AND t.revoked_at IS NULL AND (t.expires_at IS NULL OR t.expires_at > now())")
+
+
+def _principal(row: asyncpg.Record | None) -> Principal | None:
     if row is None:
         return None
     return Principal(token_id(row["token_hash"]), row["label"], frozenset(row["scopes"]),
                      frozenset(row["territories"]), row["worker_id"])
+
+
+async def principal_of(pool: asyncpg.Pool, token: str) -> Principal | None:
+    """Who the token acts as, or None when it is unknown, expired or revoked."""
+    return _principal(await pool.fetchrow(_VALID.format(join="", where="t.token_hash = $1"), digest(token)))
+
+
+LINK_SCOPES = frozenset({"reports:read"})
+LINK_TTL_MAX = timedelta(hours=24)
+
+
+async def mint_report_link(conn: asyncpg.Connection, token: str, year: int, ttl: timedelta) -> tuple[str, datetime]:
+    """A secret for a browser to read `year`'s printable reports as `token` (reads only),
+    until `ttl` from now (at most LINK_TTL_MAX) or until the token stops being valid."""
+    if not timedelta(0) < ttl <= LINK_TTL_MAX:
+        raise ValueError("a link lives more than 0 s and at most 24 h")
+    link = "rl_" + secrets.token_urlsafe(32)
+    expires_at = await conn.fetchval(
+        "INSERT INTO auth.report_links (link_hash, token_hash, year, expires_at) VALUES ($1, $2, $3, now() + $4)"
+        " RETURNING expires_at", digest(link), digest(token), year, ttl)
+    await conn.execute("DELETE FROM auth.report_links WHERE expires_at < now() - interval '1 day'")
+    return link, expires_at
+
+
+async def principal_of_link(pool: asyncpg.Pool, link: str, year: int) -> Principal | None:
+    """Who a report link reads as (its token, limited to LINK_SCOPES), or None when the
+    link is unknown, for another year, expired, or its token is expired or revoked."""
+    principal = _principal(await pool.fetchrow(_VALID.format(
+        join="JOIN auth.report_links l ON l.token_hash = t.token_hash",
+        where="l.link_hash = $1 AND l.year = $2 AND l.expires_at > now()"), digest(link), year))
+    if principal is None:
+        return None
+    return replace(principal, label=f"{principal.label} (link)", scopes=principal.scopes & LINK_SCOPES)
 
 
 async def list_tokens(conn: asyncpg.Connection) -> list[dict]:

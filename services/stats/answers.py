@@ -80,3 +80,118 @@ class ProjectionStatus(BaseModel):
     generation: int
     partitions: list[PartitionPosition]
     topics: dict[str, Freshness]
+
+
+class Headline(BaseModel):
+    figure: str
+    label: str = Field(description="the figure's French name")
+    value: int
+    previous: int = Field(description="the same figure the year before")
+    change: int | None
+    change_percent: float | None = Field(description="null when the year before is 0")
+
+
+class MeasuredRow(BaseModel):
+    value: str | None = Field(description="the vocabulary slug or name; null: unknown (Non renseigné)")
+    figures: dict[str, int | float | None]
+    previous: dict[str, int | float | None]
+
+
+class SectionTotal(BaseModel):
+    figures: dict[str, int | float | None]
+    previous: dict[str, int | float | None]
+
+
+class BilanSection(BaseModel):
+    id: str
+    title: str
+    definition: str
+    dimension: str
+    measures: dict[str, str] = Field(description="measure -> French column header")
+    rows: list[MeasuredRow]
+    total: SectionTotal
+
+
+BILAN_EXAMPLE = {
+    "year": 2023, "previous_year": 2022,
+    "headline": [{"figure": "households_followed", "label": "Ménages suivis", "value": 1845, "previous": 1790,
+                  "change": 55, "change_percent": 3.1}],
+    "by_programme": [{"value": "fnavdl", "figures": {"households_followed": 230}, "previous": {"households_followed": 214}}],
+    "by_territory": [{"value": "bretagne", "figures": {"households_followed": 640},
+                      "previous": {"households_followed": 600}}],
+    "sections": [{"id": "interviews_by_mode", "title": "Entretiens selon leur forme",
+                  "definition": "Entretiens réalisés dans l'année et non annulés, selon leur forme.",
+                  "dimension": "mode", "measures": {"interviews": "Entretiens", "hours": "Durée (heures)"},
+                  "rows": [{"value": "home_visit", "figures": {"interviews": 3120, "hours": 2496.5},
+                            "previous": {"interviews": 2980, "hours": 2301.0}}],
+                  "total": {"figures": {"interviews": 9618, "hours": 6902.5},
+                            "previous": {"interviews": 9200, "hours": 6540.0}}}],
+    "data_as_of": {"generation": 3, "partitions": [], "topics": {}},
+}
+
+
+class BilanDocument(Filters):
+    """The bilan of `year` beside `previous_year` (what the printable page shows)."""
+
+    model_config = ConfigDict(json_schema_extra={"examples": [BILAN_EXAMPLE]})
+
+    previous_year: int
+    headline: list[Headline]
+    by_programme: list[MeasuredRow]
+    by_territory: list[MeasuredRow]
+    sections: list[BilanSection]
+    data_as_of: ProjectionStatus = Field(description="the projections' state the figures were read in")
+
+
+class FunderFigure(BaseModel):
+    figure: str
+    label: str
+    definition: str = Field(description="what the figure counts, in French, as the page shows it")
+    value: int | float | None
+    previous: int | float | None
+    change: int | float | None
+    change_percent: float | None
+
+
+class FunderDocument(Filters):
+    """One programme's figures for its funder, beside the year before."""
+
+    model_config = ConfigDict(json_schema_extra={"examples": [{
+        "year": 2023, "previous_year": 2022, "programme": "fnavdl",
+        "figures": [{"figure": "rehousing_rate", "label": "Taux de relogement (%)",
+                     "definition": "Ménages relogés / ménages accompagnés, en pourcentage.",
+                     "value": 18.3, "previous": 16.9, "change": 1.4, "change_percent": 8.3}]}]})
+
+    previous_year: int
+    figures: list[FunderFigure]
+
+
+class LinkRequest(BaseModel):
+    model_config = ConfigDict(extra="forbid", json_schema_extra={"examples": [{"year": 2023, "expires_in_minutes": 60}]})
+
+    year: int = Field(ge=1900, le=2100)
+    expires_in_minutes: int = Field(60, ge=1, le=1440, description="at most 24 h")
+
+
+class ReportLink(BaseModel):
+    model_config = ConfigDict(json_schema_extra={"examples": [{
+        "url": "/reports/2023?link=rl_3q2J…", "year": 2023, "expires_at": "2024-01-15T10:30:00Z"}]})
+
+    url: str = Field(description="relative to the stats service; a secret: share it like a password")
+    year: int
+    expires_at: datetime
+
+
+class PublishedBreakdown(BaseModel):
+    """A breakdown for an external audience: a count withheld from publication is null."""
+
+    model_config = ConfigDict(json_schema_extra={"examples": [{
+        "year": 2023, "by": "territory", "threshold": 5,
+        "rows": [{"territory": "bretagne", **FIGURES_EXAMPLE, "rehousings_dalo": None, "rehousings_youth": None}],
+        "totals": {"year": 2023, **FIGURES_EXAMPLE}}]})
+
+    year: int
+    by: str
+    threshold: int = Field(description="counts from 1 to threshold - 1 are withheld, with their complements")
+    rows: list[dict[str, str | int | None]]
+    totals: dict[str, int | None]

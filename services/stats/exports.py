@@ -18,12 +18,20 @@ CSV_MEDIA_TYPE = "text/csv; charset=utf-8"
 XLSX_MEDIA_TYPE = "application/vnd.openxmlformats-officedocument.spreadsheetml.sheet"
 
 
-def french_table(by: str, rows: list[dict], totals: dict) -> list[list[str | int]]:
-    """Header, one line per row, and a total line (the headline figures the rows add up to)."""
+# A count withheld from publication (services/stats/suppression.py): "secret statistique".
+WITHHELD = "s"
+
+
+def french_table(by: str, rows: list[dict], totals: dict, withheld: str = "") -> list[list[str | int]]:
+    """Header, one line per row, and a total line (the headline figures the rows add up to);
+    a withheld count (None) is written `withheld`."""
+    def cell(value: int | None) -> str | int:
+        return withheld if value is None else value
+
     return [
         [DIMENSION_LABELS[by], *(FIGURE_LABELS[f] for f in FIGURES)],
-        *([value_label(by, row[by]), *(row[f] for f in FIGURES)] for row in rows),
-        [TOTAL, *(totals[f] for f in FIGURES)],
+        *([value_label(by, row[by]), *(cell(row[f]) for f in FIGURES)] for row in rows),
+        [TOTAL, *(cell(totals[f]) for f in FIGURES)],
     ]
 
 

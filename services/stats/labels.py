@@ -24,6 +24,25 @@ WORKSHOP_THEME_LABELS = {
     "budget": "Budget", "energy_saving": "Économies d'énergie", "health_prevention": "Prévention santé",
     "food_insecurity": "Précarité alimentaire", "housing_search": "Recherche de logement", "other": "Autre",
 }
+MODE_LABELS = {"office": "Au bureau", "home_visit": "Visite à domicile", "phone": "Par téléphone",
+               "video": "En visioconférence", "outside": "À l'extérieur"}
+TOPIC_LABELS = {
+    "rights": "Accès aux droits", "budget": "Budget", "housing": "Logement", "health": "Santé",
+    "employment": "Emploi", "childcare": "Garde d'enfants", "administrative": "Démarches administratives",
+    "energy": "Énergie", "food": "Alimentation", "language": "Langue", "other": "Autre",
+}
+SEVERITY_LABELS = {"concern": "Préoccupante", "serious": "Grave", "critical": "Critique"}
+REASON_LABELS = {
+    "health": "Santé", "rent_arrears": "Impayés de loyer", "isolation": "Isolement",
+    "child_protection": "Protection de l'enfance", "violence": "Violences",
+    "neighbourhood_conflict": "Troubles de voisinage", "housing_conditions": "Conditions de logement",
+    "other": "Autre",
+}
+DECISION_LABELS = {"monitor": "Veille maintenue", "refer_partner": "Orientation vers un partenaire",
+                   "urgent_action": "Action urgente", "close": "Clôture de la situation"}
+CLOSURE_OUTCOME_LABELS = {"rehoused": "Relogé", "handed_over": "Relais à un autre service",
+                          "moved_away": "Départ du territoire", "ended": "Fin de l'accompagnement",
+                          "other": "Autre"}
 MONTHS = ("janvier", "février", "mars", "avril", "mai", "juin",
           "juillet", "août", "septembre", "octobre", "novembre", "décembre")
 # The row of facts a dimension does not apply to (a workshop has no programme, a meeting
@@ -31,7 +50,12 @@ MONTHS = ("janvier", "février", "mars", "avril", "mai", "juin",
 NOT_APPLICABLE = "Non applicable"
 TOTAL = "Total"
 
-_VALUE_LABELS = {"programme": PROGRAMME_LABELS, "workshop_theme": WORKSHOP_THEME_LABELS}
+# A personal fact read after its household's key was deleted, before stats had kept it.
+UNKNOWN = "Non renseigné"
+
+_VALUE_LABELS = {"programme": PROGRAMME_LABELS, "workshop_theme": WORKSHOP_THEME_LABELS, "mode": MODE_LABELS,
+                 "topic": TOPIC_LABELS, "severity": SEVERITY_LABELS, "reason": REASON_LABELS,
+                 "decision": DECISION_LABELS, "closure_outcome": CLOSURE_OUTCOME_LABELS}
 
 
 def month_label(month: str) -> str:

@@ -79,6 +79,15 @@ UPSERTS: dict[str, tuple[tuple[str, ...], str, str]] = {
         ("situation_id", "household_id", "escalated_on", "resolved_on"), "situation_id",
         _keep("situations", "household_id", "escalated_on", "resolved_on"),
     ),
+    "interview_details": (
+        ("interview_id", "household_id", "mode", "topics", "duration_minutes"), "interview_id",
+        _keep("interview_details", "household_id", "mode", "topics", "duration_minutes"),
+    ),
+    "situation_details": (
+        ("situation_id", "household_id", "severity", "reasons", "outcome"), "situation_id",
+        _keep("situation_details", "household_id", "severity", "reasons", "outcome"),
+    ),
+    "closures": (("household_id", "outcome"), "household_id", _keep("closures", "outcome")),
     "meetings": (("meeting_id", "held_on", "territory"), "meeting_id",
                  "held_on = EXCLUDED.held_on, territory = EXCLUDED.territory"),
     "reviews": (("meeting_id", "situation_id", "decision"), "meeting_id, situation_id",
@@ -111,7 +120,19 @@ _CLOSED, _ERASED = _at("households", "closed_on"), _at("households", "erased_on"
 _HELD = _at("interviews", "household_id", "held_on")
 _INTERVIEW_HOUSEHOLD, _CANCELLED = _at("interviews", "household_id"), _at("interviews", "cancelled")
 _ESCALATION = _at("situations", "household_id", "escalated_on")
-_SITUATION_HOUSEHOLD, _RESOLVED = _at("situations", "household_id"), _at("situations", "resolved_on")
+_RESOLVED = _at("situations", "resolved_on")
+_DETAILS_ESCALATION = _at("situation_details", "household_id", "reasons")
+_OUTCOME = _at("situation_details", "outcome")
+
+
+def _slug(value: Any) -> str | None:  # noqa: ANN401
+    """A vocabulary value as stored (None: a personal field read after its key was deleted)."""
+    return None if value is None else value.value
+
+
+def _slugs(values: list | None) -> str | None:
+    """A multi-valued vocabulary field as stored: its slugs, sorted, comma-separated."""
+    return None if values is None else ",".join(sorted(v.value for v in values))
 
 
 def _referent(row: list, worker: str, since: Any, at: datetime) -> None:  # noqa: ANN401
@@ -135,6 +156,7 @@ def _referent_changed(rows: dict, data: Data, time: datetime) -> None:
 
 def _closed(rows: dict, data: Data, time: datetime) -> None:
     _row(rows, "households", data["household_id"])[_CLOSED] = data["closed_on"]
+    rows["closures"][data["household_id"]] = [data["household_id"], _slug(data["outcome"])]
 
 
 def _erased(rows: dict, data: Data, time: datetime) -> None:
@@ -147,6 +169,9 @@ def _interview_held(rows: dict, data: Data, time: datetime) -> None:
     row[_HELD] = data["household_id"], data["worker_id"], data["held_on"]
     if row[_CANCELLED] is None:
         row[_CANCELLED] = False  # NOT NULL; `cancelled` merges with OR
+    rows["interview_details"][data["interview_id"]] = [
+        data["interview_id"], data["household_id"], _slug(data["mode"]), _slugs(data["topics"]),
+        data["duration_minutes"]]
 
 
 def _interview_cancelled(rows: dict, data: Data, time: datetime) -> None:
@@ -170,13 +195,17 @@ def _rehousing(rows: dict, data: Data, time: datetime) -> None:
 
 def _escalated(rows: dict, data: Data, time: datetime) -> None:
     _row(rows, "situations", data["situation_id"])[_ESCALATION] = data["household_id"], data["escalated_on"]
+    details = _row(rows, "situation_details", data["situation_id"])
+    details[_DETAILS_ESCALATION] = data["household_id"], _slug(data["severity"]), _slugs(data["reasons"])
 
 
 def _resolved(rows: dict, data: Data, time: datetime) -> None:
-    row = _row(rows, "situations", data["situation_id"])
-    row[_RESOLVED] = data["resolved_on"]
-    if row[_SITUATION_HOUSEHOLD] is None:
-        row[_SITUATION_HOUSEHOLD] = data["household_id"]
+    for table in ("situations", "situation_details"):
+        row = _row(rows, table, data["situation_id"])
+        if row[1] is None:  # household_id, second in both
+            row[1] = data["household_id"]
+    rows["situations"][data["situation_id"]][_RESOLVED] = data["resolved_on"]
+    rows["situation_details"][data["situation_id"]][_OUTCOME] = _slug(data["outcome"])
 
 
 def _meeting(rows: dict, data: Data, time: datetime) -> None:
@@ -277,15 +306,26 @@ h AS (INSERT INTO stats.anon_households (household_id, programme, territory, enr
       SELECT m.new, h.programme, h.territory, h.enrolled_on, h.youth, h.dalo_priority,
              h.referent_worker_id, h.referent_since, h.referent_at, h.closed_on, h.erased_on
       FROM households h JOIN hmap m ON h.household_id = m.old),
+imap AS MATERIALIZED (
+    SELECT i.interview_id AS old, gen_random_uuid() AS new, m.new AS household
+    FROM interviews i JOIN hmap m ON i.household_id = m.old),
 i AS (INSERT INTO stats.anon_interviews (interview_id, household_id, worker_id, held_on, cancelled)
-      SELECT gen_random_uuid(), m.new, i.worker_id, i.held_on, i.cancelled
-      FROM interviews i JOIN hmap m ON i.household_id = m.old),
+      SELECT im.new, im.household, i.worker_id, i.held_on, i.cancelled
+      FROM interviews i JOIN imap im ON i.interview_id = im.old),
+id AS (INSERT INTO stats.anon_interview_details (interview_id, household_id, mode, topics, duration_minutes)
+      SELECT im.new, im.household, d.mode, d.topics, d.duration_minutes
+      FROM interview_details d JOIN imap im ON d.interview_id = im.old),
+c AS (INSERT INTO stats.anon_closures (household_id, outcome)
+      SELECT m.new, c.outcome FROM closures c JOIN hmap m ON c.household_id = m.old),
 r AS (INSERT INTO stats.anon_rehousings (rehousing_id, household_id, landlord, confirmed_on, youth, dalo_priority)
       SELECT gen_random_uuid(), m.new, r.landlord, r.confirmed_on, r.youth, r.dalo_priority
       FROM rehousings r JOIN hmap m ON r.household_id = m.old),
 s AS (INSERT INTO stats.anon_situations (situation_id, household_id, escalated_on, resolved_on)
       SELECT sm.new, sm.household, s.escalated_on, s.resolved_on
       FROM situations s JOIN smap sm ON s.situation_id = sm.old),
+sd AS (INSERT INTO stats.anon_situation_details (situation_id, household_id, severity, reasons, outcome)
+      SELECT sm.new, sm.household, d.severity, d.reasons, d.outcome
+      FROM situation_details d JOIN smap sm ON d.situation_id = sm.old),
 v AS (INSERT INTO stats.anon_reviews (situation_id, decision, held_on)
       SELECT sm.new, v.decision, mt.held_on FROM reviews v JOIN smap sm ON v.situation_id = sm.old
       JOIN meetings mt ON mt.meeting_id = v.meeting_id)
@@ -300,7 +340,10 @@ s AS (DELETE FROM situations WHERE household_id IN (SELECT household_id FROM gon
 es AS (INSERT INTO erased_situations (situation_id) SELECT situation_id FROM s ON CONFLICT DO NOTHING),
 v AS (DELETE FROM reviews WHERE situation_id IN (SELECT situation_id FROM s)
         OR situation_id IN (SELECT situation_id FROM erased_situations WHERE situation_id = ANY($2::uuid[]))),
+sd AS (DELETE FROM situation_details WHERE household_id IN (SELECT household_id FROM gone)),
 i AS (DELETE FROM interviews WHERE household_id IN (SELECT household_id FROM gone)),
+id AS (DELETE FROM interview_details WHERE household_id IN (SELECT household_id FROM gone)),
+c AS (DELETE FROM closures WHERE household_id IN (SELECT household_id FROM gone)),
 r AS (DELETE FROM rehousings WHERE household_id IN (SELECT household_id FROM gone)),
 h AS (DELETE FROM households WHERE household_id IN (SELECT household_id FROM gone))
 SELECT 1

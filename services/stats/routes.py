@@ -11,24 +11,31 @@ from __future__ import annotations
 
 import contextlib
 from collections.abc import AsyncIterator
+from dataclasses import replace
+from datetime import timedelta
 from enum import StrEnum
-from html import escape
 from typing import Annotated
+from urllib.parse import urlencode
 
 import asyncpg
-from fastapi import APIRouter, Path, Query, Request
-from fastapi.responses import HTMLResponse, JSONResponse, Response
+from fastapi import APIRouter, Depends, HTTPException, Path, Query, Request
+from fastapi.responses import HTMLResponse, JSONResponse, RedirectResponse, Response
+from fastapi.security import APIKeyCookie, HTTPAuthorizationCredentials
 
 from alfi_contracts.topics import CASEWORK_EVENTS, INTAKE_EVENTS, VEILLE_EVENTS
 from alfi_contracts.vocabulary import Programme, Slug
+from services.common import audit
 from services.common.access import authorise_report
-from services.common.http import Authorised, audited_read, request_principal
+from services.common.auth import LINK_TTL_MAX, mint_report_link, principal_of_link
+from services.common.http import (Authorised, audited_read, bearer, request_context, request_principal,
+                                  require_scope)
 from services.common.problems import JSON, responses_for
 
-from . import exports, generations, reports
-from .answers import Activity, Breakdown, ProjectionStatus
-from .charts import bar_chart
-from .labels import FIGURE_LABELS, PROGRAMME_LABELS
+from . import bilan, exports, generations, reports, suppression
+from .answers import (Activity, BilanDocument, Breakdown, FunderDocument, LinkRequest, ProjectionStatus,
+                      PublishedBreakdown, ReportLink)
+from .labels import month_label
+from .page import render_bilan, render_funder
 
 READ = Authorised("reports:read")
 EVENT_TOPICS = (INTAKE_EVENTS, CASEWORK_EVENTS, VEILLE_EVENTS)
@@ -121,73 +128,239 @@ def routes(runtime) -> APIRouter:  # noqa: ANN001
         """Position and lag per partition, newest applied event per topic, generation.
         Scope `reports:read` (no figures: any territory)."""
         async with projection(request) as conn:
-            generation = await generations.current(conn)
-            positions = await conn.fetch(
-                "SELECT topic, partition, next_offset FROM consumer_positions WHERE consumer = $1"
-                " ORDER BY topic, partition", generations.PROJECTOR)
-            freshness = await conn.fetch("SELECT topic, last_event_time, applied_at FROM freshness ORDER BY topic")
-        ends = await runtime.end_offsets(EVENT_TOPICS)
-        stored = {(r["topic"], r["partition"]): r["next_offset"] for r in positions}
-        keys = sorted(set(stored) | set(ends))
-        return {
-            "generation": generation,
-            "partitions": [
-                {"topic": t, "partition": p, "position": stored.get((t, p), 0), "end_offset": ends.get((t, p)),
-                 "lag": None if (t, p) not in ends else max(ends[(t, p)] - stored.get((t, p), 0), 0)}
-                for t, p in keys
-            ],
-            "topics": {r["topic"]: {"last_event_time": r["last_event_time"], "applied_at": r["applied_at"]}
-                       for r in freshness},
-        }
+            return await projection_state(conn, runtime)
 
-    @router.get("/reports/{year}", response_class=HTMLResponse, tags=["reports"], responses=REPORT)
-    async def page(request: Request, year: Annotated[int, Path(ge=1900, le=2100)],
-                   territory: TerritoryFilter = None) -> HTMLResponse:
-        """The bilan of the year as a printable page, charts in SVG, optionally for one territory.
+    @router.get("/v1/reports/bilan", tags=["reports"], response_model=BilanDocument,
+                response_model_exclude_none=True, responses=REPORT)
+    async def bilan_json(request: Request, year: Year, programme: ProgrammeFilter = None,
+                         territory: TerritoryFilter = None) -> dict:
+        """The bilan as published: headline figures of the year beside the year before, by
+        programme and territory, and its sections (interviews by mode and topic, workshops by
+        theme, situations by severity, reason and decision, rehousings by landlord, closures
+        by outcome and median duration), each with its definition. The printable page
+        `/reports/{year}` renders the same document.
         Scope `reports:read`; a token bound to territories must name one of them in `territory`."""
-        async def read() -> str:
+        async def read() -> dict:
             authorise_report(request_principal(request), territory)
             async with projection(request) as conn:
-                totals = await reports.activity(conn, year, None, territory)
-                by_programme = await reports.breakdown(conn, year, "programme", None, territory)
-                by_month = await reports.breakdown(conn, year, "month", None, territory)
-            return render_page(year, totals, by_programme, by_month, territory)
+                return {**await bilan.document(conn, year, programme, territory),
+                        "data_as_of": await projection_state(conn, runtime)}
 
-        return HTMLResponse(await audited_read(request, "read_report", read,
-                                               object_id=report_id("page", year, territory=territory)))
+        return await audited_read(request, "read_report", read,
+                                  object_id=report_id("bilan", year, programme=programme, territory=territory))
 
-    return router
+    @router.get("/v1/reports/funder", tags=["reports"], response_model=FunderDocument,
+                response_model_exclude_none=True, responses=REPORT)
+    async def funder_json(request: Request, year: Year, programme: Annotated[Programme, Query()],
+                          territory: TerritoryFilter = None) -> dict:
+        """One programme's figures for its funder (FNAVDL/AVDL and the others): households
+        accompanied, households rehoused and the rehousing rate, interviews and hours of
+        accompaniment, DALO priority and youth rehousings, closures and their median duration;
+        each beside the year before, with its definition.
+        Scope `reports:read`; a token bound to territories must name one of them in `territory`."""
+        async def read() -> dict:
+            authorise_report(request_principal(request), territory)
+            async with projection(request) as conn:
+                return await bilan.funder(conn, year, programme.value, territory)
+
+        return await audited_read(request, "read_report", read,
+                                  object_id=report_id("funder", year, programme=programme.value, territory=territory))
+
+    @router.post("/v1/reports/links", tags=["reports"], status_code=201,
+                 responses=responses_for(body=True, answer=(201, ReportLink, "The link, to open in a browser")))
+    async def link(request: Request, body: LinkRequest) -> JSONResponse:
+        """A short-lived link to the printable pages of one year (`/reports/{year}` and the
+        funders' views), for a browser: no token to paste. Opening it sets an HttpOnly cookie
+        for that year's pages and drops the secret from the address. The link reads as the
+        token that minted it (its territories included, reads only) and ends at its expiry
+        (`expires_in_minutes`, at most 24 h) or when that token is revoked or expires.
+        Scope `reports:read`."""
+        token = request.headers["authorization"].split(" ", 1)[1].strip()
+        async with request.app.state.pool.acquire() as conn, conn.transaction():
+            secret, expires_at = await mint_report_link(conn, token, body.year,
+                                                        timedelta(minutes=body.expires_in_minutes))
+            context = request_context(request)
+            await audit.record(conn, replace(context.audit_entry(runtime.definition.name, "mint_report_link",
+                                                                 audit.ACCEPTED, {}), object_id=str(body.year)))
+        url = f"/reports/{body.year}?" + urlencode({"link": secret})
+        return JSONResponse({"url": url, "year": body.year, "expires_at": expires_at.isoformat()}, status_code=201)
+
+    everything = APIRouter()
+    for part in (router, published_routes(runtime), page_routes(runtime)):
+        everything.include_router(part)
+    return everything
+
+
+async def projection_state(conn: asyncpg.Connection, runtime) -> dict:  # noqa: ANN001
+    """The generation, each partition's position beside Kafka's end offset, and the newest
+    event applied per topic: what `/v1/projections/status` answers and the "données
+    arrêtées au" line of the pages says."""
+    generation = await generations.current(conn)
+    positions = await conn.fetch(
+        "SELECT topic, partition, next_offset FROM consumer_positions WHERE consumer = $1"
+        " ORDER BY topic, partition", generations.PROJECTOR)
+    freshness = await conn.fetch("SELECT topic, last_event_time, applied_at FROM freshness ORDER BY topic")
+    ends = await runtime.end_offsets(EVENT_TOPICS)
+    stored = {(r["topic"], r["partition"]): r["next_offset"] for r in positions}
+    keys = sorted(set(stored) | set(ends))
+    return {
+        "generation": generation,
+        "partitions": [
+            {"topic": t, "partition": p, "position": stored.get((t, p), 0), "end_offset": ends.get((t, p)),
+             "lag": None if (t, p) not in ends else max(ends[(t, p)] - stored.get((t, p), 0), 0)}
+            for t, p in keys
+        ],
+        "topics": {r["topic"]: {"last_event_time": r["last_event_time"], "applied_at": r["applied_at"]}
+                   for r in freshness},
+    }
 
 
 def download(body: bytes, media_type: str, filename: str) -> Response:
     return Response(body, media_type=media_type, headers={"Content-Disposition": f'attachment; filename="{filename}"'})
 
 
-def render_page(year: int, totals: dict, by_programme: list[dict], by_month: list[dict],
-                territory: str | None = None) -> str:
-    figures = "\n".join(
-        f"<tr><th scope='row'>{escape(FIGURE_LABELS[f])}</th><td>{totals[f]:,}</td></tr>".replace(",", "\u202f")
-        for f in reports.FIGURES)
-    households = [(PROGRAMME_LABELS.get(r["programme"], "Hors dispositif"), r["households_followed"])
-                  for r in by_programme if r["households_followed"]]
-    months = [(r["month"], r["interviews_held"]) for r in by_month if r["month"]]
-    return f"""<!doctype html>
-<html lang="fr"><head><meta charset="utf-8"><title>Bilan {year} — Accompagnement social</title>
-<style>
- body {{ font-family: sans-serif; margin: 2rem; color: #222; max-width: 52rem; }}
- table {{ border-collapse: collapse; margin-bottom: 2rem; }}
- th, td {{ padding: .3rem .8rem; border-bottom: 1px solid #ddd; text-align: left; }}
- td {{ text-align: right; font-variant-numeric: tabular-nums; }}
- figure {{ margin: 0 0 2rem; break-inside: avoid; }}
- @media print {{ body {{ margin: 0; }} }}
-</style></head>
-<body>
-<h1>Accompagnement social — bilan {year}{f" — {escape(territory)}" if territory else ""}</h1>
-<p>Chiffres calculés à partir des événements de la plateforme. Aucune donnée nominative.</p>
-<table><caption>Les principaux chiffres {year}</caption><tbody>
-{figures}
-</tbody></table>
-<figure>{bar_chart(f"Ménages suivis par dispositif, {year}", households)}</figure>
-<figure>{bar_chart(f"Entretiens réalisés par mois, {year}", months)}</figure>
-</body></html>
-"""
+
+
+LINK_COOKIE = "alfi_report_link"
+PageYear = Annotated[int, Path(ge=1900, le=2100, description="calendar year, e.g. 2023")]
+PAGE_HEADERS = {
+    # the pages hold figures: never cached, never sent as a referrer, never framed, no script
+    "Cache-Control": "no-store", "Referrer-Policy": "no-referrer", "X-Content-Type-Options": "nosniff",
+    "Content-Security-Policy": "default-src 'none'; style-src 'unsafe-inline'; img-src data:;"
+                               " form-action 'self'; frame-ancestors 'none'",
+}
+LinkParam = Annotated[str | None, Query(max_length=100, description=(
+    "a link from `POST /v1/reports/links`: answered with a redirect to the same page without it,"
+    " setting an HttpOnly cookie for the year's pages"))]
+PAGE = REPORT | {303: {"description": "A link was opened: its cookie is set, the page is at `Location`"},
+                 200: {"description": "The page", "content": {"text/html": {"schema": {"type": "string"}}}}}
+
+
+link_cookie = APIKeyCookie(name=LINK_COOKIE, auto_error=False, description=(
+    "A report link's cookie, set when the link (POST /v1/reports/links) is opened"))
+Credentials = Annotated[HTTPAuthorizationCredentials | None, Depends(bearer)]
+LinkCookie = Annotated[str | None, Depends(link_cookie)]
+
+
+async def page_reader(request: Request, year: int, credentials: HTTPAuthorizationCredentials | None,
+                      link: str | None, cookie: str | None) -> Response | None:
+    """Who reads a printable page: a bearer token (`reports:read`), or a report link, first
+    in the address (answered with a redirect that moves it into a cookie), then in that
+    cookie. Sets the request's principal; returns the redirect to answer, if any."""
+    if credentials is not None and credentials.credentials:
+        await require_scope("reports:read")(request, credentials)
+        return None
+    secret = link or cookie
+    if not secret:
+        raise HTTPException(401, "A bearer token or a report link (POST /v1/reports/links) is required",
+                            {"WWW-Authenticate": 'Bearer realm="alfi"'})
+    principal = await principal_of_link(request.app.state.pool, secret, year)
+    if principal is None:
+        raise HTTPException(401, f"The report link is unknown, expired, revoked or not for {year}: ask for a new one",
+                            {"WWW-Authenticate": 'Bearer realm="alfi"'})
+    request.state.principal = principal
+    if link is None:
+        return None
+    query = urlencode([(k, v) for k, v in request.query_params.multi_items() if k != "link"])
+    redirect = RedirectResponse(request.url.path + (f"?{query}" if query else ""), status_code=303,
+                                headers=PAGE_HEADERS)
+    redirect.set_cookie(LINK_COOKIE, link, max_age=int(LINK_TTL_MAX.total_seconds()), path=f"/reports/{year}",
+                        httponly=True, samesite="lax", secure=request.url.scheme == "https")
+    return redirect
+
+
+def page_routes(runtime) -> APIRouter:  # noqa: ANN001
+    """The printable pages: the bilan and the funders' views, for a browser (page_reader)."""
+    router = APIRouter(tags=["pages"])
+
+    @router.get("/reports/{year}", response_class=HTMLResponse, responses=PAGE)
+    async def page(request: Request, year: PageYear, programme: ProgrammeFilter = None,
+                   territory: TerritoryFilter = None, link: LinkParam = None, credentials: Credentials = None,
+                   cookie: LinkCookie = None) -> Response:
+        """The bilan of the year as a printable page in French (`/v1/reports/bilan`'s
+        document), with filters by programme and territory. A bearer token with
+        `reports:read`, or a report link; a token bound to territories must name one of them."""
+        if (redirect := await page_reader(request, year, credentials, link, cookie)) is not None:
+            return redirect
+
+        async def read() -> str:
+            principal = request_principal(request)
+            authorise_report(principal, territory)
+            async with projection(request) as conn:
+                document = await bilan.document(conn, year, programme and programme.value, territory)
+                months = await reports.breakdown(conn, year, "month", programme and programme.value, territory)
+                state = await projection_state(conn, runtime)
+                territories = sorted(principal.territories) or await known_territories(conn)
+            return render_bilan(document, state, territories, [p.value for p in Programme],
+                                [(month_label(r["month"]), r["interviews_held"]) for r in months if r["month"]])
+
+        return HTMLResponse(await audited_read(request, "read_report", read, object_id=report_id(
+            "page", year, programme=programme and programme.value, territory=territory)), headers=PAGE_HEADERS)
+
+    @router.get("/reports/{year}/funders/{programme}", response_class=HTMLResponse, responses=PAGE)
+    async def funder_page(request: Request, year: PageYear, programme: Annotated[Programme, Path()],
+                          territory: TerritoryFilter = None, link: LinkParam = None,
+                          credentials: Credentials = None, cookie: LinkCookie = None) -> Response:
+        """One programme's funder view as a printable page (`/v1/reports/funder`), read like
+        `/reports/{year}`."""
+        if (redirect := await page_reader(request, year, credentials, link, cookie)) is not None:
+            return redirect
+
+        async def read() -> str:
+            authorise_report(request_principal(request), territory)
+            async with projection(request) as conn:
+                return render_funder(await bilan.funder(conn, year, programme.value, territory),
+                                     await projection_state(conn, runtime))
+
+        return HTMLResponse(await audited_read(request, "read_report", read, object_id=report_id(
+            "funder-page", year, programme=programme.value, territory=territory)), headers=PAGE_HEADERS)
+
+    return router
+
+
+async def known_territories(conn: asyncpg.Connection) -> list[str]:
+    return [r["territory"] for r in await conn.fetch(
+        "SELECT territory FROM all_households WHERE territory IS NOT NULL UNION SELECT territory FROM meetings"
+        " UNION SELECT territory FROM workshops ORDER BY 1")]
+
+
+PUBLISH = Authorised("reports:publish")
+# What an external audience may see split: not per worker (a pseudonymous person).
+Published = StrEnum("Published", {name: name for name in reports.DIMENSIONS if name != "worker"})
+PublishedFormat = StrEnum("PublishedFormat", {"JSON": "json", "CSV": "csv", "XLSX": "xlsx"})
+PublishedFormatChoice = Annotated[PublishedFormat, Query(description=(
+    "`json` (a withheld count is null); `csv`: the French table, a withheld count written `s`"
+    " (secret statistique); `xlsx`: the same as a workbook"))]
+
+
+def published_routes(runtime) -> APIRouter:  # noqa: ANN001
+    router = APIRouter(dependencies=[PUBLISH])
+
+    @router.get("/v1/reports/published", tags=["reports"], responses=REPORT | {200: {
+        **BREAKDOWN_RESPONSES[200], "model": PublishedBreakdown,
+        "description": "the rows and totals with withheld counts (JSON), or the table as a file"}})
+    async def published(request: Request, year: Year, by: Published,
+                        format: PublishedFormatChoice = PublishedFormat.JSON) -> Response:  # noqa: A002
+        """The breakdown for an external audience (funders, the public), scope
+        `reports:publish`: whole association, no filters, no per-worker split; every count of 1
+        to 4 withheld, and enough others with it that no withheld count can be worked out from
+        the totals and the other figures (README "Publishing safely", services/stats/suppression.py)."""
+        async def read() -> tuple[list[dict], dict]:
+            authorise_report(request_principal(request), None)
+            async with projection(request) as conn:
+                return (await reports.breakdown(conn, year, by.value),
+                        await reports.activity(conn, year))
+
+        rows, totals = await audited_read(request, "read_report", read,
+                                          object_id=report_id("published", year, by=by.value))
+        rows, totals = suppression.publish(rows, totals, reports.FIGURES)
+        if format is PublishedFormat.JSON:
+            return JSONResponse({"year": year, "by": by.value, "threshold": suppression.THRESHOLD,
+                                 "rows": rows, "totals": totals})
+        table = exports.french_table(by.value, rows, totals, withheld=exports.WITHHELD)
+        if format is PublishedFormat.XLSX:
+            return download(exports.xlsx(table, f"Bilan {year}"), exports.XLSX_MEDIA_TYPE,
+                            f"bilan-{year}-{by.value}-publie.xlsx")
+        return download(exports.french_csv(table), exports.CSV_MEDIA_TYPE, f"bilan-{year}-{by.value}-publie.csv")
+
+    return router

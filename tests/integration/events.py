@@ -18,13 +18,14 @@ def household(enrolled_on: date, programme: str = "fnavdl", territory: str = "br
                                 dalo_priority=dalo, adults=1, children=0)
 
 
-def closed(household_id: UUID, on: date):
-    return ev.HouseholdAccompanimentClosed(household_id=household_id, closed_on=on, outcome="ended")
+def closed(household_id: UUID, on: date, outcome: str = "ended"):
+    return ev.HouseholdAccompanimentClosed(household_id=household_id, closed_on=on, outcome=outcome)
 
 
-def interview(household_id: UUID, on: date, worker: str = "sw-001", interview_id: UUID | None = None):
+def interview(household_id: UUID, on: date, worker: str = "sw-001", interview_id: UUID | None = None,
+              mode: str = "office", topics: tuple[str, ...] = ("housing",), minutes: int = 30):
     return ev.InterviewHeld(interview_id=interview_id or uuid4(), household_id=household_id, worker_id=worker,
-                            held_on=on, mode="office", topics=["housing"], duration_minutes=30)
+                            held_on=on, mode=mode, topics=list(topics), duration_minutes=minutes)
 
 
 def cancelled(interview_id: UUID, household_id: UUID, on: date):
@@ -32,14 +33,15 @@ def cancelled(interview_id: UUID, household_id: UUID, on: date):
                                  reason="entered_in_error")
 
 
-def escalated(household_id: UUID, on: date, situation_id: UUID | None = None):
+def escalated(household_id: UUID, on: date, situation_id: UUID | None = None, severity: str = "serious",
+              reasons: tuple[str, ...] = ("isolation",)):
     return ev.SituationEscalated(situation_id=situation_id or uuid4(), household_id=household_id,
-                                 escalated_on=on, severity="serious", reasons=["isolation"])
+                                 escalated_on=on, severity=severity, reasons=list(reasons))
 
 
-def meeting(on: date, situations: list[UUID], territory: str = "bretagne"):
+def meeting(on: date, situations: list[UUID], territory: str = "bretagne", decision: str = "monitor"):
     return ev.VeilleMeetingHeld(meeting_id=uuid4(), held_on=on, territory=territory,
-                                reviewed=[{"situation_id": s, "decision": "monitor"} for s in situations])
+                                reviewed=[{"situation_id": s, "decision": decision} for s in situations])
 
 
 def workshop(on: date, participants: int, theme: str = "budget"):

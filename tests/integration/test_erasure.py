@@ -196,7 +196,8 @@ async def test_erasure_leaves_nothing_readable_and_changes_no_figure(platform):
                 " AND erased_on IS NOT NULL AND youth IS NULL AND dalo_priority IS NULL", uuids) == 3
         # stats: no row names them; what the figures need is under ids that name no one.
         generation = platform.runtimes["stats"].extras["generation"]
-        for table in ("households", "interviews", "rehousings", "situations"):
+        for table in ("households", "interviews", "rehousings", "situations", "interview_details",
+                      "situation_details", "closures"):
             assert await conn.fetchval(
                 f"SELECT count(*) FROM stats_g{generation}.{table} WHERE household_id = ANY($1)", uuids) == 0
             assert await conn.fetchval(

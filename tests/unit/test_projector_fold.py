@@ -48,8 +48,9 @@ def test_a_household_s_events_in_one_poll_make_one_row_in_any_order():
                 "sw-002", date(2023, 3, 1), T0 + timedelta(minutes=1), date(2023, 6, 30), None]
     for order in itertools.permutations(changes):
         rows = folded(list(order))
-        assert list(rows) == ["households"]
+        assert sorted(rows) == ["closures", "households"]
         assert rows["households"] == {h: expected}
+        assert rows["closures"] == {h: [h, "ended"]}
 
 
 def test_same_date_referent_changes_are_ordered_by_event_time():
@@ -84,6 +85,29 @@ def test_a_resolution_before_its_escalation_in_one_poll_merges():
                                 outcome="stabilised")
     rows = folded([(down, T0), (up, T0)])
     assert rows["situations"] == {up.situation_id: [up.situation_id, h, date(2023, 1, 5), date(2023, 2, 1)]}
+    assert rows["situation_details"] == {up.situation_id: [up.situation_id, h, "serious", "isolation", "stabilised"]}
+
+
+def test_the_bilan_s_personal_facts_are_folded_as_slugs():
+    h = uuid4()
+    held = interview(h, date(2023, 4, 2), mode="home_visit", topics=("rights", "budget"), minutes=45)
+    up = escalated(h, date(2023, 1, 5), severity="critical", reasons=("violence", "health"))
+    rows = folded([(held, T0), (up, T0), (closed(h, date(2023, 6, 1), outcome="rehoused"), T0)])
+    assert rows["interview_details"] == {held.interview_id: [held.interview_id, h, "home_visit", "budget,rights", 45]}
+    assert rows["situation_details"] == {up.situation_id: [up.situation_id, h, "critical", "health,violence", None]}
+    assert rows["closures"] == {h: [h, "rehoused"]}
+
+
+def test_personal_facts_read_without_their_key_are_unknown_not_dropped():
+    """A copy read once the household's key was deleted: the public facts still count, the
+    personal ones are None (which keeps what the projection already holds)."""
+    h = uuid4()
+    held = interview(h, date(2023, 4, 2))
+    rows: dict = defaultdict(dict)
+    envelope, fields = read(encode(make_event(held, time=T0, seal=lambda data, aad, clear: "v1." + "A" * 40)), lambda *a: None)
+    FOLDS[envelope["type"]](rows, fields, envelope["time"])
+    assert rows["interviews"][held.interview_id][3] == date(2023, 4, 2)
+    assert rows["interview_details"] == {held.interview_id: [held.interview_id, h, None, None, None]}
 
 
 def test_the_statement_takes_every_column_of_every_table_in_order():

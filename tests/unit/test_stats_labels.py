@@ -44,3 +44,15 @@ def test_the_french_csv_opens_in_columns_with_a_total_line():
     assert parsed == [[str(cell) for cell in line] for line in table]
     sheet = load_workbook(io.BytesIO(exports.xlsx(table, "Bilan 1999"))).active
     assert [list(line) for line in sheet.iter_rows(values_only=True)] == table
+
+
+def test_every_vocabulary_of_the_bilan_has_a_french_label_for_every_value():
+    from alfi_contracts import vocabulary as v
+    from services.stats.labels import _VALUE_LABELS
+
+    vocabularies = {"programme": v.Programme, "workshop_theme": v.WorkshopTheme, "mode": v.InterviewMode,
+                    "topic": v.InterviewTopic, "severity": v.Severity, "reason": v.SituationReason,
+                    "decision": v.ReviewDecision, "closure_outcome": v.ClosureOutcome}
+    for dimension, vocabulary in vocabularies.items():
+        assert set(_VALUE_LABELS[dimension]) == {value.value for value in vocabulary}, dimension
+        assert all(value_label(dimension, value.value) != value.value for value in vocabulary), dimension
