@@ -9,7 +9,7 @@ PY := $(VENV)/bin/python
 DEVSTACK := $(PY) deploy/local/devstack.py
 INSTALLED := $(VENV)/.installed
 
-.PHONY: positions install run test test-unit infra infra-down status schemas token tokens revoke-token audit bench demo prometheus dead-letters redrive rebuild chaos retention
+.PHONY: positions install run test test-unit infra infra-down status schemas token tokens revoke-token audit bench demo prometheus dead-letters redrive rebuild chaos retention freeze verify-bilan
 
 install: $(INSTALLED)
 
@@ -70,6 +70,14 @@ positions: install
 
 rebuild: install
 	@eval "$$($(DEVSTACK) env)" && $(PY) -m services.stats.rebuild
+
+## A past year's bilan frozen once (figures, Kafka offsets, generation, SHA-256): make freeze YEAR=2023.
+## make verify-bilan YEAR=2023 recomputes it at those offsets; exit 1 if the hash differs.
+freeze: install
+	@eval "$$($(DEVSTACK) env)" && $(PY) -m services.stats.freeze freeze "$(YEAR)"
+
+verify-bilan: install
+	@eval "$$($(DEVSTACK) env)" && $(PY) -m services.stats.freeze verify "$(YEAR)"
 
 ## Households without contact for ALFI_RETENTION_DAYS (730): make retention ARGS=--dry-run lists
 ## them; without --dry-run they are erased (ARGS="--days N --today YYYY-MM-DD" too).

@@ -7,15 +7,16 @@ from pathlib import Path
 
 import asyncpg
 import structlog
+from fastapi import APIRouter
 
 from alfi_contracts.topics import CASEWORK_EVENTS, INTAKE_EVENTS, VEILLE_EVENTS, dead_letter_topic
 from services.common.consumer import Restart, TransactionalConsumer
 from services.common.deadletters import dead_letter_writer
 from services.common.service import Runtime, ServiceDefinition, create_app as create_service_app
 
-from . import generations
+from . import freeze, generations
 from .projector import Projector, finalise
-from .routes import routes
+from .routes import routes as report_routes
 
 EVENT_TOPICS = (INTAKE_EVENTS, CASEWORK_EVENTS, VEILLE_EVENTS)
 log = structlog.get_logger("alfi.stats")
@@ -53,6 +54,14 @@ async def anonymise_erased(runtime: Runtime, interval: float = 5.0) -> None:
         except Exception as error:  # noqa: BLE001 - retried next round; the gauge and the log tell
             log.warning("anonymisation_failed", error=type(error).__name__)
         await asyncio.sleep(interval)
+
+
+def routes(runtime: Runtime) -> APIRouter:
+    """The reports API and the frozen bilans."""
+    router = APIRouter()
+    router.include_router(report_routes(runtime))
+    router.include_router(freeze.routes(runtime))
+    return router
 
 
 DEFINITION = ServiceDefinition(
