@@ -12,7 +12,7 @@ from zoneinfo import ZoneInfo
 
 from .bilan import SECTIONS_BY_ID, SPLIT_FIGURES, change
 from .charts import bar_chart
-from .labels import FIGURE_LABELS, MONTHS, PROGRAMME_LABELS, TOTAL, UNKNOWN, value_label
+from .labels import MONTHS, PROGRAMME_LABELS, TOTAL, UNKNOWN, value_label
 
 PARIS = ZoneInfo("Europe/Paris")
 NBSP = "\u202f"  # thin no-break space: the French thousands separator
@@ -24,9 +24,11 @@ CSS = """
  h1 { font-size: 1.6rem; margin-bottom: .2rem; }
  h2 { font-size: 1.15rem; margin: 1.8rem 0 .4rem; border-bottom: 2px solid var(--accent); padding-bottom: .15rem; }
  p.meta, p.definition, footer { color: var(--muted); font-size: .85rem; margin: .2rem 0 .6rem; }
+ th p.definition { font-weight: normal; margin: .15rem 0 0; }
  table { border-collapse: collapse; margin-bottom: .6rem; width: 100%; }
  caption { text-align: left; font-weight: bold; padding: .3rem 0; }
  th, td { padding: .25rem .5rem; border-bottom: 1px solid var(--rule); text-align: left; vertical-align: top; }
+ tbody th { min-width: 10rem; }
  td, th.num { text-align: right; font-variant-numeric: tabular-nums; white-space: nowrap; }
  thead th { border-bottom: 1.5px solid var(--ink); font-size: .85rem; }
  tr.total th, tr.total td { font-weight: bold; border-top: 1.5px solid var(--ink); }
@@ -129,14 +131,20 @@ def _headline(document: dict) -> str:
             f"<tbody>{rows}</tbody></table>")
 
 
+# The split tables' headers, short enough for six columns on A4.
+SPLIT_LABELS = {"households_followed": "Ménages suivis", "interviews_held": "Entretiens",
+                "situations_escalated": "Situations signalées", "rehousings": "Relogements",
+                "rehousings_dalo": "dont DALO"}
+
+
 def _split(document: dict, by: str, title: str) -> str:
     year, previous = document["year"], document["previous_year"]
-    head = "".join(f"<th class='num'>{escape(FIGURE_LABELS[f])}</th>" for f in SPLIT_FIGURES)
+    head = "".join(f"<th class='num'>{escape(SPLIT_LABELS[f])}</th>" for f in SPLIT_FIGURES)
     body = "".join(
         f"<tr><th scope='row'>{escape(value_label(by, r['value']))}</th>"
         + "".join(f"<td>{number(r['figures'][f])}</td>" for f in SPLIT_FIGURES)
         + f"<td>{number(r['previous']['households_followed'])}</td></tr>"
-        for r in document[f"by_{by}"])
+        for r in document[f"by_{by}"] if any(r["figures"].values()) or any(r["previous"].values()))
     return (f"<section><h2>{escape(title)}</h2><table><thead><tr><th></th>{head}"
             f"<th class='num'>Ménages suivis {previous}</th></tr></thead><tbody>{body}</tbody></table>"
             f"<p class='definition'>Chiffres {year}, sauf la dernière colonne ; chaque ménage, entretien ou"
