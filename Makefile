@@ -9,7 +9,7 @@ PY := $(VENV)/bin/python
 DEVSTACK := $(PY) deploy/local/devstack.py
 INSTALLED := $(VENV)/.installed
 
-.PHONY: positions install run test test-unit infra infra-down status schemas token tokens revoke-token audit bench demo prometheus dead-letters redrive rebuild chaos retention freeze verify-bilan
+.PHONY: print-bilan chromium positions install run test test-unit infra infra-down status schemas token tokens revoke-token audit bench demo prometheus dead-letters redrive rebuild chaos retention freeze verify-bilan
 
 install: $(INSTALLED)
 
@@ -83,6 +83,18 @@ verify-bilan: install
 ## them; without --dry-run they are erased (ARGS="--days N --today YYYY-MM-DD" too).
 retention: install
 	@DATABASE_URL="$$($(DEVSTACK) pg-up)" $(PY) -m services.intake.retention $(ARGS)
+
+## With the stack running (make run): the bilan opened from a report link in headless Chromium,
+## as a screenshot and printed to A4 PDF (.local/bilan/); make print-bilan YEAR=2023 [PROGRAMME=fnavdl]
+print-bilan: install
+	@command -v chromium >/dev/null || $(MAKE) --no-print-directory chromium
+	$(PY) deploy/local/print_bilan.py "$(YEAR)" $(if $(PROGRAMME),--programme "$(PROGRAMME)")
+
+## Headless Chromium and pdftoppm for print-bilan: Debian's packages.
+chromium:
+	@if [ "$$(id -u)" = 0 ]; then \
+	  (apt-get update -qq || true) && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends chromium poppler-utils fonts-dejavu-core >/dev/null; \
+	else echo "chromium is missing: install Debian's chromium and poppler-utils (sudo apt-get install chromium poppler-utils)" >&2; exit 1; fi
 
 ## Benchmarks (not tests): each prints its figures beside its target.
 bench: install
