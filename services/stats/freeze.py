@@ -29,17 +29,15 @@ frozen year came after the recorded offsets would make the recomputed figures di
 from __future__ import annotations
 
 import argparse
-import contextlib
 import getpass
 import hashlib
 import json
 import secrets
 import sys
 import uuid
-from collections.abc import AsyncIterator
+from collections.abc import Awaitable, Callable, Iterable
 from dataclasses import replace
 from datetime import UTC, datetime
-from pathlib import Path
 from typing import Annotated, Any
 
 import asyncpg
@@ -49,6 +47,7 @@ from fastapi import APIRouter, Path as PathParam, Request
 from fastapi.encoders import jsonable_encoder
 from pydantic import BaseModel, ConfigDict, Field
 
+from alfi_contracts.vocabulary import Programme
 from services.common import audit, faults
 from services.common.access import Principal, authorise_report
 from services.common.commands import Context
@@ -57,13 +56,13 @@ from services.common.db import create_pool
 from services.common.errors import Conflict, NotFound, NotYetKnown, Rejected
 from services.common.http import Authorised, audited_read, request_principal
 from services.common.kafka import Kafka, connection, partitions_of
-from services.common.migrations import migrate, sql_files
+from services.common.migrations import migrate
 from services.common.problems import PROBLEM, responses_for
 from services.common.settings import ServiceSettings
 
-from . import generations, reports
+from . import bilan, generations, reports
 from .answers import FIGURES_EXAMPLE
-from .projector import Projector, forget
+from .projector import Projector
 from .routes import EVENT_TOPICS, READ, report_id
 
 FREEZE = Authorised("reports:freeze")
@@ -74,15 +73,31 @@ Year = Annotated[int, PathParam(ge=1900, le=2100, description="calendar year, e.
 log = structlog.get_logger("alfi.stats.freeze")
 
 
-async def figures(conn: asyncpg.Connection, year: int) -> dict[str, Any]:
-    """What a frozen bilan holds, read on `conn`'s search_path: the headline figures and
-    the breakdown by every dimension, unfiltered. The one place that says it: the hash,
-    the record and the verification all take it from here. JSON values only (dates as
-    ISO strings), so that the hash is the same once stored and read back."""
-    return jsonable_encoder({
-        "activity": await reports.activity(conn, year),
-        "breakdowns": {by: await reports.breakdown(conn, year, by) for by in reports.DIMENSIONS},
-    })
+async def _breakdowns(conn: asyncpg.Connection, year: int) -> dict[str, Any]:
+    return {by: await reports.breakdown(conn, year, by) for by in reports.DIMENSIONS}
+
+
+async def _funders(conn: asyncpg.Connection, year: int) -> dict[str, Any]:
+    return {programme.value: await bilan.funder(conn, year, programme.value) for programme in Programme}
+
+
+# What a frozen bilan holds, part by part, read on the connection's search_path: the
+# headline figures, the breakdown by every dimension, the published bilan's document and
+# every programme's funder view, unfiltered. The one place that says it: the hash, the
+# record and the verification all take it from here. A part added later is frozen from
+# then on; `verify` recomputes the parts a record holds, so years frozen before still verify.
+PARTS: dict[str, Callable[[asyncpg.Connection, int], Awaitable[Any]]] = {
+    "activity": reports.activity,
+    "breakdowns": _breakdowns,
+    "bilan": bilan.document,
+    "funders": _funders,
+}
+
+
+async def figures(conn: asyncpg.Connection, year: int, parts: Iterable[str] = tuple(PARTS)) -> dict[str, Any]:
+    """The frozen bilan's `parts` (all by default) as JSON values only (dates as ISO
+    strings), so that the hash is the same once stored and read back."""
+    return jsonable_encoder({part: await PARTS[part](conn, year) for part in parts})
 
 
 def digest(content: dict[str, Any]) -> str:
@@ -115,15 +130,6 @@ class HistoryMissing(RuntimeError):
     """A topic no longer holds the records before a recorded offset: nothing to recompute from."""
 
 
-@contextlib.asynccontextmanager
-async def current_generation(pool: asyncpg.Pool) -> AsyncIterator[tuple[asyncpg.Connection, int]]:
-    """A read-only snapshot of the current generation, as routes.projection takes one."""
-    async with pool.acquire() as conn, conn.transaction(isolation="repeatable_read", readonly=True):
-        generation = await generations.current(conn)
-        await conn.execute(f"SET LOCAL search_path TO {generations.search_path(generation)}")
-        yield conn, generation
-
-
 def record_of(row: asyncpg.Record) -> dict[str, Any]:
     record = {**row, "offsets": {topic: dict(sorted(partitions.items(), key=lambda item: int(item[0])))
                                  for topic, partitions in sorted(json.loads(row["offsets"]).items())}}
@@ -145,7 +151,7 @@ async def freeze(pool: asyncpg.Pool, conn: asyncpg.Connection, year: int, ends: 
     if not ends:
         raise ProjectionBehind("Kafka's end offsets cannot be read, so whether the projections are up to date"
                                " is not known; retry once Kafka answers.")
-    async with current_generation(pool) as (snapshot, generation):
+    async with generations.snapshot(pool) as (snapshot, generation):
         positions = {(tp.topic, tp.partition): offset
                      for tp, offset in (await stored_positions(snapshot, generations.PROJECTOR)).items()}
         behind = sum(max(end - positions.get(tp, 0), 0) for tp, end in ends.items())
@@ -291,12 +297,6 @@ def routes(runtime) -> APIRouter:  # noqa: ANN001 - the service's Runtime
 
 # --- Verification -------------------------------------------------------------------
 
-def projection_migrations() -> list[Path]:
-    """The migrations of one generation's schema, as generations.prepare applies them."""
-    common = Path(generations.__file__).parents[1] / "common" / "sql"
-    return sql_files(common, "platform_002_consumer_positions.sql") + sql_files(generations.PROJECTION_SQL)
-
-
 async def open_pool(settings: ServiceSettings) -> asyncpg.Pool:
     """A pool on stats' base schema, migrated as the service migrates it."""
     from services.common.service import Runtime  # noqa: PLC0415 - the service module imports this one
@@ -375,15 +375,6 @@ async def replay(kafka: Kafka, pool: asyncpg.Pool, conn: asyncpg.Connection, sea
         await consumer.stop()
 
 
-async def reconcile_erasures(conn: asyncpg.Connection) -> None:
-    """As generations.switch does for a new generation (on the search_path): every
-    anonymised household is erased here and its rows go; its anonymised residue counts."""
-    await conn.execute(f"INSERT INTO erasures (household_id, erased_at) SELECT household_id, anonymised_at"
-                       f" FROM {generations.BASE}.anonymised_households ON CONFLICT (household_id) DO NOTHING")
-    await forget(conn, [r["household_id"] for r in await conn.fetch(
-        f"SELECT household_id FROM {generations.BASE}.anonymised_households")])
-
-
 def differences(stored: Any, recomputed: Any, path: str = "") -> list[str]:  # noqa: ANN401
     """Where two figures differ: `activity.interviews_held`, `breakdowns.month`..."""
     if isinstance(stored, dict) and isinstance(recomputed, dict):
@@ -403,12 +394,12 @@ async def verify(settings: ServiceSettings, year: int) -> dict[str, Any]:
         record = await frozen(pool, year)
         try:
             async with pool.acquire() as conn:
-                await migrate(conn, schema, projection_migrations())
+                await migrate(conn, schema, generations.migration_files())
                 read = await replay(settings.kafka, pool, conn, search_path, record["offsets"])
                 async with conn.transaction(isolation="repeatable_read"):
                     await conn.execute(f"SET LOCAL search_path TO {search_path}")
-                    await reconcile_erasures(conn)
-                    recomputed = await figures(conn, year)
+                    await generations.reconcile_anonymised(conn)
+                    recomputed = await figures(conn, year, record["figures"])
         finally:
             async with pool.acquire() as conn:
                 await conn.execute(f'DROP SCHEMA IF EXISTS "{schema}" CASCADE')

@@ -4,6 +4,8 @@ the next from offset 0 and switches the pointer in one transaction."""
 
 from __future__ import annotations
 
+import contextlib
+from collections.abc import AsyncIterator
 from pathlib import Path
 
 import asyncpg
@@ -28,12 +30,28 @@ async def current(conn: asyncpg.Connection) -> int:
     return await conn.fetchval(f"SELECT current FROM {BASE}.generation")
 
 
+@contextlib.asynccontextmanager
+async def snapshot(pool: asyncpg.Pool) -> AsyncIterator[tuple[asyncpg.Connection, int]]:
+    """A read-only repeatable-read transaction on the current generation: one consistent
+    snapshot (figures and the positions they were computed at) even while a rebuild
+    switches generations."""
+    async with pool.acquire() as conn, conn.transaction(isolation="repeatable_read", readonly=True):
+        generation = await current(conn)
+        await conn.execute(f"SET LOCAL search_path TO {search_path(generation)}")
+        yield conn, generation
+
+
+def migration_files() -> list[Path]:
+    """The migrations of one generation's schema (and of a scratch schema like it)."""
+    positions = sql_files(Path(__file__).parents[1] / "common" / "sql", "platform_002_consumer_positions.sql")
+    return positions + sql_files(PROJECTION_SQL)
+
+
 async def prepare(conn: asyncpg.Connection, generation: int, fresh: bool = False) -> None:
     """Create (or, `fresh`, recreate empty) a generation's schema and tables."""
     if fresh:
         await conn.execute(f'DROP SCHEMA IF EXISTS "{schema_of(generation)}" CASCADE')
-    positions = sql_files(Path(__file__).parents[1] / "common" / "sql", "platform_002_consumer_positions.sql")
-    await migrate(conn, schema_of(generation), positions + sql_files(PROJECTION_SQL))
+    await migrate(conn, schema_of(generation), migration_files())
 
 
 async def defer_secondary_indexes(conn: asyncpg.Connection, generation: int) -> list[str]:
@@ -88,7 +106,7 @@ async def switch(conn: asyncpg.Connection, generation: int, previous: int | None
     - every anonymised household (whether the new generation read its erasure or not):
       its rows in the new generation go, and it is recorded there as erased, as reading
       the erasure would have done."""
-    from .projector import anonymise, forget  # the projector imports this module
+    from .projector import anonymise  # the projector imports this module
 
     await conn.execute(f"SELECT current FROM {BASE}.generation FOR UPDATE")  # the live batch commits first
     new = schema_of(generation)
@@ -100,8 +118,16 @@ async def switch(conn: asyncpg.Connection, generation: int, previous: int | None
             await conn.execute(f"SET LOCAL search_path TO {search_path(previous)}")
             await anonymise(conn, pending)
     await conn.execute(f"SET LOCAL search_path TO {search_path(generation)}")
+    await reconcile_anonymised(conn)
+    await conn.execute(f"UPDATE {BASE}.generation SET current = $1, switched_at = now()", generation)
+
+
+async def reconcile_anonymised(conn: asyncpg.Connection) -> None:
+    """In the schema first on the search_path (a new generation, a scratch replay): every
+    anonymised household is recorded as erased and its rows go; its residue counts it."""
+    from .projector import forget  # the projector imports this module
+
     await conn.execute(f"INSERT INTO erasures (household_id, erased_at) SELECT household_id, anonymised_at"
                        f" FROM {BASE}.anonymised_households ON CONFLICT (household_id) DO NOTHING")
     await forget(conn, [r["household_id"] for r in await conn.fetch(
         f"SELECT household_id FROM {BASE}.anonymised_households")])
-    await conn.execute(f"UPDATE {BASE}.generation SET current = $1, switched_at = now()", generation)

@@ -66,11 +66,8 @@ BREAKDOWN_RESPONSES = REPORT | {200: {
 
 @contextlib.asynccontextmanager
 async def projection(request: Request) -> AsyncIterator[asyncpg.Connection]:
-    """A read-only transaction on the current generation: one consistent snapshot even
-    while a rebuild switches generations."""
-    async with request.app.state.pool.acquire() as conn, conn.transaction(isolation="repeatable_read", readonly=True):
-        generation = await generations.current(conn)
-        await conn.execute(f"SET LOCAL search_path TO {generations.search_path(generation)}")
+    """A read-only snapshot of the current generation (generations.snapshot)."""
+    async with generations.snapshot(request.app.state.pool) as (conn, _):
         yield conn
 
 
