@@ -182,8 +182,12 @@ def render_bilan(document: dict, state: dict, territories: list[str], programmes
     funders = "".join(f"<a href='/reports/{year}/funders/{escape(p)}'>{escape(PROGRAMME_LABELS.get(p, p))}</a>"
                       for p in programmes)
     sections = "".join(_section(document, s) for s in document["sections"] if s["id"] in SECTIONS_BY_ID)
-    freeze_line = (f"<p class='meta'>Bilan {year} arrêté le {moment(frozen['frozen_at'])} ; empreinte SHA-256"
-                   f" des chiffres : <code>{escape(frozen['sha256'][:16])}…</code></p>" if frozen else "")
+    freeze_line = ""
+    if frozen:
+        shown = ("les chiffres ci-dessous sont ceux figés" if frozen["shown"] else
+                 "les chiffres ci-dessous, filtrés, sont ceux d'aujourd'hui")
+        freeze_line = (f"<p class='meta'>Bilan {year} figé le {moment(frozen['frozen_at'])} (empreinte SHA-256 :"
+                       f" <code>{escape(frozen['sha256'][:16])}…</code>) ; {shown}.</p>")
     return (_head(title)
             + f"<h1>{escape(title)}</h1>"
             + f"<p class='meta'>{data_as_of(state)}</p>{freeze_line}"

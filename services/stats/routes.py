@@ -10,6 +10,7 @@ projections' status carries no figures and is not.
 from __future__ import annotations
 
 import contextlib
+import json
 from collections.abc import AsyncIterator
 from dataclasses import replace
 from datetime import timedelta
@@ -288,8 +289,15 @@ def page_routes(runtime) -> APIRouter:  # noqa: ANN001
                 months = await reports.breakdown(conn, year, "month", programme and programme.value, territory)
                 state = await projection_state(conn, runtime)
                 territories = sorted(principal.territories) or await known_territories(conn)
+                frozen = await conn.fetchrow(
+                    f"SELECT frozen_at, sha256, figures->'bilan' AS bilan FROM {generations.BASE}.frozen_years"
+                    " WHERE year = $1", year)
+            if frozen is not None and frozen["bilan"] and not programme and not territory:
+                document = json.loads(frozen["bilan"])  # the whole association's bilan, as frozen
             return render_bilan(document, state, territories, [p.value for p in Programme],
-                                [(month_label(r["month"]), r["interviews_held"]) for r in months if r["month"]])
+                                [(month_label(r["month"]), r["interviews_held"]) for r in months if r["month"]],
+                                frozen and {**frozen, "shown": document is not None and frozen["bilan"] is not None
+                                            and not programme and not territory})
 
         return HTMLResponse(await audited_read(request, "read_report", read, object_id=report_id(
             "page", year, programme=programme and programme.value, territory=territory)), headers=PAGE_HEADERS)

@@ -221,3 +221,19 @@ async def test_published_figures_withhold_small_counts_beyond_recovery(platform)
     lines = french.content.decode("utf-8-sig").splitlines()
     assert lines[0].startswith("Programme;Ménages suivis;")
     assert any(line.startswith("MOUS;s;") for line in lines)
+
+
+async def test_a_frozen_year_s_page_shows_the_frozen_figures(platform, published_years):
+    """Runs last in this module: it adds an interview to 1953 after freezing it."""
+    frozen = await platform.stats.post(f"/v1/reports/frozen/{N}", headers=platform.auth("reports:freeze"))
+    assert frozen.status_code == 201, frozen.text
+    assert frozen.json()["figures"]["bilan"]["headline"][1]["value"] == 3  # interviews_held, as frozen
+    await e.publish(platform.bootstrap, [e.interview(published_years[1], date(N, 11, 2), mode="phone")])
+    await settle(platform, N, interviews_held=4)
+    page = html.unescape((await platform.stats.get(f"/reports/{N}", headers=platform.auth("reports:read"))).text)
+    assert f"Bilan {N} figé le" in page and "sont ceux figés" in page
+    assert "<th scope='row'>Entretiens réalisés</th><td>3</td>" in page
+    filtered = html.unescape((await platform.stats.get(f"/reports/{N}", params={"territory": "bretagne"},
+                                                       headers=platform.auth("reports:read"))).text)
+    assert "sont ceux d'aujourd'hui" in filtered
+    assert "<th scope='row'>Entretiens réalisés</th><td>3</td>" in filtered  # bretagne: 2 + the new one
