@@ -166,16 +166,15 @@ def routes(runtime) -> APIRouter:  # noqa: ANN001
 
     @router.post("/v1/reports/links", tags=["reports"], status_code=201,
                  responses=responses_for(body=True, answer=(201, ReportLink, "The link, to open in a browser")))
-    async def link(request: Request, body: LinkRequest) -> JSONResponse:
+    async def link(request: Request, body: LinkRequest, credentials: Credentials) -> JSONResponse:
         """A short-lived link to the printable pages of one year (`/reports/{year}` and the
         funders' views), for a browser: no token to paste. Opening it sets an HttpOnly cookie
         for that year's pages and drops the secret from the address. The link reads as the
         token that minted it (its territories included, reads only) and ends at its expiry
         (`expires_in_minutes`, at most 24 h) or when that token is revoked or expires.
         Scope `reports:read`."""
-        token = request.headers["authorization"].split(" ", 1)[1].strip()
         async with request.app.state.pool.acquire() as conn, conn.transaction():
-            secret, expires_at = await mint_report_link(conn, token, body.year,
+            secret, expires_at = await mint_report_link(conn, credentials.credentials.strip(), body.year,
                                                         timedelta(minutes=body.expires_in_minutes))
             context = request_context(request)
             await audit.record(conn, replace(context.audit_entry(runtime.definition.name, "mint_report_link",
