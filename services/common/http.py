@@ -1,8 +1,10 @@
 """The HTTP side every service shares: problems, auth, limits, correlation, health, metrics.
 
-- Errors are RFC 9457 `application/problem+json`; validation problems list each
-  offending field as a JSON pointer in `errors` and `detail`, and count unknown fields
-  under their parent: never a value nor an unknown field's name (it may be personal).
+- Errors are RFC 9457 `application/problem+json`, the router's 404 and 405 (with every
+  method of the path in Allow) too; validation problems list each offending field as a
+  JSON pointer in `errors` and `detail`, and count unknown fields under their parent:
+  never a value nor an unknown field's name (it may be personal). A body that is not
+  JSON is a 422 whether or not it decodes.
 - `require_scope("x:y")`: 401 without a valid bearer token (unknown, expired or revoked),
   403 without the scope; the token's principal (scopes, territories, worker, label, id)
   is kept on `request.state` and reaches the command's Context, where the bus checks the
@@ -33,6 +35,8 @@ from pydantic import BaseModel
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse, Response
 from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
+from starlette.exceptions import HTTPException as StarletteHTTPException
+from starlette.routing import Match
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from alfi_contracts import export
@@ -70,6 +74,15 @@ def _problems(error: RequestValidationError) -> list[FieldProblem]:
     return field_problems(errors, known=declared)
 
 
+def _allowed_methods(request: Request) -> str:
+    """Every method a route serves the request's path with. Starlette's Allow names those of
+    the first route matching the path only, and one path's methods may be several routes."""
+    allowed = [method for method in ("DELETE", "GET", "HEAD", "OPTIONS", "PATCH", "POST", "PUT")
+               if any(route.matches({**request.scope, "method": method})[0] is Match.FULL
+                      for route in request.app.router.routes)]
+    return ", ".join(allowed)
+
+
 def install_problem_handlers(app: FastAPI) -> None:
     """Answer every failure as a problem, and document the Problem schema (problems.py)."""
     document_problems(app)
@@ -94,8 +107,21 @@ def install_problem_handlers(app: FastAPI) -> None:
         title = {403: "Forbidden", 404: "Not found", 409: "Conflict"}.get(error.status, "Invalid request")
         return problem(error.status, title, error.detail, **extra)
 
-    @app.exception_handler(HTTPException)
-    async def http_error(_request: Request, error: HTTPException) -> JSONResponse:
+    # Starlette's class, which FastAPI's extends: the router's 404 and 405 (with Allow) and
+    # FastAPI's body parsing raise it, and are problems like any other.
+    @app.exception_handler(StarletteHTTPException)
+    async def http_error(request: Request, error: StarletteHTTPException) -> JSONResponse:
+        if error.status_code == 400 and error.__cause__ is not None:
+            # FastAPI answers 422 for a body that is not JSON but 400 for one it cannot
+            # decode (not UTF-8, nested too deep): the same mistake, the same answer.
+            return await invalid(request, RequestValidationError(
+                [{"type": "json_invalid", "loc": ("body", 0), "msg": "JSON decode error", "input": {}}]))
+        if error.status_code == 405:
+            allowed = _allowed_methods(request)
+            return problem(405, "Method not allowed", f"{request.method} is not allowed here; this path answers"
+                           f" {allowed}.", headers={"Allow": allowed})
+        if error.status_code == 404 and request.scope.get("route") is None:
+            return problem(404, "Not found", "No route answers this path: see /openapi.json.")
         return problem(error.status_code, str(error.detail), str(error.detail), headers=error.headers)
 
     async def database_unavailable(_request: Request, error: Exception) -> JSONResponse:
