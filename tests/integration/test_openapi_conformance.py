@@ -120,7 +120,8 @@ def answer_of(response: httpx.Response) -> str:
 def request_of(kwargs: dict[str, Any]) -> str:
     body = kwargs.get("json", kwargs.get("data", kwargs.get("content")))
     shown = "" if body is None else f" {kwargs['headers'].get('Content-Type', '')} {str(body)[:200]}"
-    return f"{kwargs['method']} {kwargs['url']}{shown}"
+    query = f"?{httpx.QueryParams(kwargs['params'])}" if kwargs.get("params") else ""
+    return f"{kwargs['method']} {kwargs['url']}{query}{shown}"
 
 
 def variants(case: Case, kwargs: dict[str, Any]) -> list[tuple[str, dict[str, Any]]]:
