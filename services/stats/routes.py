@@ -128,8 +128,7 @@ def routes(runtime) -> APIRouter:  # noqa: ANN001
         async with projection(request) as conn:
             return await projection_state(conn, runtime)
 
-    @router.get("/v1/reports/bilan", tags=["reports"], response_model=BilanDocument,
-                response_model_exclude_none=True, responses=REPORT)
+    @router.get("/v1/reports/bilan", tags=["reports"], response_model=BilanDocument, responses=REPORT)
     async def bilan_json(request: Request, year: Year, programme: ProgrammeFilter = None,
                          territory: TerritoryFilter = None) -> dict:
         """The bilan as published: headline figures of the year beside the year before, by
@@ -147,8 +146,7 @@ def routes(runtime) -> APIRouter:  # noqa: ANN001
         return await audited_read(request, "read_report", read,
                                   object_id=report_id("bilan", year, programme=programme, territory=territory))
 
-    @router.get("/v1/reports/funder", tags=["reports"], response_model=FunderDocument,
-                response_model_exclude_none=True, responses=REPORT)
+    @router.get("/v1/reports/funder", tags=["reports"], response_model=FunderDocument, responses=REPORT)
     async def funder_json(request: Request, year: Year, programme: Annotated[Programme, Query()],
                           territory: TerritoryFilter = None) -> dict:
         """One programme's figures for its funder (FNAVDL/AVDL and the others): households
