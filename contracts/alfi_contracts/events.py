@@ -35,6 +35,9 @@ from .vocabulary import (
     WorkshopTheme,
 )
 
+# What UniqueList checks, said in the JSON Schema too (clients and schemathesis read it).
+UNIQUE = {"uniqueItems": True}
+
 
 class ContractModel(BaseModel):
     """Immutable, and strict about shape: an unknown field is an error, not ignored."""
@@ -88,7 +91,8 @@ class Interview(ContractModel):
     worker_id: Annotated[WorkerId, PERSONAL]
     held_on: Annotated[IsoDate, PUBLIC]
     mode: Annotated[InterviewMode, PERSONAL]
-    topics: Annotated[list[InterviewTopic], Field(min_length=1, max_length=11), UniqueList, PERSONAL]
+    topics: Annotated[list[InterviewTopic], Field(min_length=1, max_length=11, json_schema_extra=UNIQUE), UniqueList,
+                      PERSONAL]
     duration_minutes: Annotated[DurationMinutes, PERSONAL]
 
 
@@ -115,7 +119,8 @@ class Escalation(ContractModel):
     household_id: Annotated[UUID, ID]
     escalated_on: Annotated[IsoDate, PUBLIC]
     severity: Annotated[Severity, PERSONAL]
-    reasons: Annotated[list[SituationReason], Field(min_length=1, max_length=8), UniqueList, PERSONAL]
+    reasons: Annotated[list[SituationReason], Field(min_length=1, max_length=8, json_schema_extra=UNIQUE), UniqueList,
+                       PERSONAL]
 
 
 class Resolution(ContractModel):

@@ -54,7 +54,7 @@ async def record_meeting(unit: Unit, command: RecordMeeting) -> Outcome:
         "SELECT s.situation_id, s.escalated_on, s.resolved_on, h.erased_on FROM situations s"
         " JOIN households h USING (household_id) WHERE s.situation_id = ANY($1::uuid[])", ids)}
     for index, review in enumerate(command.reviewed):
-        field = f"reviewed.{index}.situation_id"
+        field = f"/reviewed/{index}/situation_id"
         situation = known.get(review.situation_id)
         if situation is None:
             raise Invalid(f"No situation {review.situation_id} has been escalated.", field=field)

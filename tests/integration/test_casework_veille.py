@@ -111,7 +111,7 @@ async def test_veille_rules(platform):
     meeting = {"held_on": "2023-05-01", "territory": "bretagne",
                "reviewed": [{"situation_id": situation, "decision": "monitor"}]}
     early = await platform.veille.post("/v1/meetings", json=meeting, headers=platform.auth())
-    assert early.status_code == 409 and early.json()["errors"][0]["field"] == "reviewed.0.situation_id"
+    assert early.status_code == 409 and early.json()["errors"][0]["field"] == "/reviewed/0/situation_id"
     unknown = await platform.veille.post(
         "/v1/meetings", json=meeting | {"reviewed": [{"situation_id": str(uuid4()), "decision": "monitor"}]},
         headers=platform.auth())
