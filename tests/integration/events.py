@@ -5,10 +5,12 @@ from __future__ import annotations
 from datetime import date
 from uuid import UUID, uuid4
 
-from aiokafka import AIOKafkaProducer
+from aiokafka import AIOKafkaProducer, TopicPartition
+from aiokafka.admin import AIOKafkaAdminClient, RecordsToDelete
 
 from alfi_contracts import encode, events as ev, make_event
 from alfi_contracts.topics import events_topic
+from services.common.kafka import ensure_topics
 
 
 def household(enrolled_on: date, programme: str = "fnavdl", territory: str = "bretagne",
@@ -69,3 +71,18 @@ async def publish(bootstrap: str, items: list, topic: str | None = None) -> list
     finally:
         await producer.stop()
     return sent
+
+
+async def topic_without_its_first_record(bootstrap: str, year: int) -> str:
+    """A new one-partition topic of three enrolments whose first record was deleted (as
+    retention or an operator would): its history no longer starts at offset 0."""
+    topic = f"alfi.test{uuid4().hex[:6]}.events"
+    await ensure_topics(bootstrap, [topic], partitions=1)
+    await publish(bootstrap, [household(date(year, 1, 1)) for _ in range(3)], topic=topic)
+    admin = AIOKafkaAdminClient(bootstrap_servers=bootstrap)
+    await admin.start()
+    try:
+        await admin.delete_records({TopicPartition(topic, 0): RecordsToDelete(before_offset=1)})
+    finally:
+        await admin.close()
+    return topic

@@ -13,16 +13,12 @@ import subprocess
 import sys
 from datetime import date
 from pathlib import Path
-from uuid import uuid4
 
 import asyncpg
 import pytest
-from aiokafka import TopicPartition
-from aiokafka.admin import AIOKafkaAdminClient, RecordsToDelete
 
 from services.common.auth import issue_token
 from services.common.errors import NotFound
-from services.common.kafka import ensure_topics
 from services.common.settings import ServiceSettings
 from services.stats.freeze import HistoryMissing, digest, verify
 from tests.conftest import fresh_database
@@ -145,15 +141,7 @@ async def test_a_tampered_record_does_not_verify(platform):
 
 
 async def test_a_topic_that_lost_its_first_records_cannot_be_recomputed(kafka_bootstrap, server_database_url):
-    topic = f"alfi.test{uuid4().hex[:6]}.events"
-    await ensure_topics(kafka_bootstrap, [topic], partitions=1)
-    await e.publish(kafka_bootstrap, [e.household(date(Y, 1, 1)) for _ in range(3)], topic=topic)
-    admin = AIOKafkaAdminClient(bootstrap_servers=kafka_bootstrap)
-    await admin.start()
-    try:
-        await admin.delete_records({TopicPartition(topic, 0): RecordsToDelete(before_offset=1)})
-    finally:
-        await admin.close()
+    topic = await e.topic_without_its_first_record(kafka_bootstrap, Y)
     async with fresh_database(server_database_url) as url:
         settings = ServiceSettings(service="stats", database_url=url, kafka_bootstrap_servers=kafka_bootstrap)
         with pytest.raises(NotFound, match="not frozen"):
