@@ -10,11 +10,13 @@ from __future__ import annotations
 from typing import Annotated, Literal, Union
 from uuid import UUID
 
-from pydantic import Field
+from pydantic import AfterValidator, Field
 
 from .privacy import IDENTIFIER_FIELD as ID, PERSONAL, PUBLIC_FIELD as PUBLIC
 
 from .events import (
+    ActionCancellation,
+    ActionCompletion,
     Closure,
     ContractModel,
     Enrolment,
@@ -25,8 +27,11 @@ from .events import (
     ReferentChange,
     Rehousing,
     Resolution,
+    ReviewedSituation,
     Workshop,
+    _distinct_situations,
 )
+from .vocabulary import ActionKind, IsoDate, WorkerId
 
 # ---------------------------------------------------------------- intake
 
@@ -80,8 +85,37 @@ class ResolveSituation(Resolution):
     situation_id: Annotated[UUID, ID]
 
 
+class DecidedAction(ContractModel):
+    """An action a meeting decides for a situation it reviews."""
+
+    action_id: Annotated[UUID | None, ID] = None
+    kind: Annotated[ActionKind, PERSONAL]
+    owner_worker_id: Annotated[WorkerId, PERSONAL]
+    due_on: Annotated[IsoDate, PUBLIC]
+
+
+class ReviewWithFollowUp(ReviewedSituation):
+    """A reviewed situation as a meeting records it: its decision, the actions it creates
+    (none by default) and, optionally, the date from which to review it again."""
+
+    actions: Annotated[list[DecidedAction], Field(max_length=20), PERSONAL] = []
+    re_review_on: Annotated[IsoDate | None, PUBLIC] = None
+
+
 class RecordMeeting(Meeting):
     meeting_id: Annotated[UUID | None, ID] = None
+    # The event carries each review's situation and decision; the actions and re-reviews
+    # become events of their own (veille.action_decided, situation.re_review_scheduled).
+    reviewed: Annotated[
+        list[ReviewWithFollowUp], Field(max_length=100), AfterValidator(_distinct_situations), PERSONAL]
+
+
+class CompleteAction(ActionCompletion):
+    action_id: Annotated[UUID, ID]
+
+
+class CancelAction(ActionCancellation):
+    action_id: Annotated[UUID, ID]
 
 
 # Command name -> (service, data model). The name is what travels in "command".
@@ -97,6 +131,8 @@ COMMANDS: dict[str, tuple[str, type[ContractModel]]] = {
     "escalate_situation": ("veille", EscalateSituation),
     "resolve_situation": ("veille", ResolveSituation),
     "record_meeting": ("veille", RecordMeeting),
+    "complete_action": ("veille", CompleteAction),
+    "cancel_action": ("veille", CancelAction),
 }
 
 

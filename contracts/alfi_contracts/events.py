@@ -15,6 +15,8 @@ from pydantic import AfterValidator, BaseModel, ConfigDict, Field
 
 from .privacy import IDENTIFIER_FIELD as ID, PERSONAL, PUBLIC_FIELD as PUBLIC
 from .vocabulary import (
+    ActionCancellationReason,
+    ActionKind,
     Adults,
     CancellationReason,
     Children,
@@ -152,6 +154,15 @@ class Meeting(ContractModel):
     ]
 
 
+class ActionCompletion(ContractModel):
+    completed_on: Annotated[IsoDate, PUBLIC]
+
+
+class ActionCancellation(ContractModel):
+    cancelled_on: Annotated[IsoDate, PUBLIC]
+    reason: Annotated[ActionCancellationReason, PERSONAL]
+
+
 # ---------------------------------------------------------------- intake
 
 
@@ -260,6 +271,55 @@ class SituationResolved(EventData, Resolution):
     household_id: Annotated[UUID, ID]
 
 
+class ActionDecided(EventData):
+    """A veille meeting decided an action for a reviewed situation: who does it, by when."""
+
+    type = "veille.action_decided"
+    version = 1
+    service = "veille"
+
+    action_id: Annotated[UUID, ID]
+    meeting_id: Annotated[UUID, ID]
+    situation_id: Annotated[UUID, ID]
+    household_id: Annotated[UUID, ID]
+    decided_on: Annotated[IsoDate, PUBLIC]
+    kind: Annotated[ActionKind, PERSONAL]
+    owner_worker_id: Annotated[WorkerId, PERSONAL]
+    due_on: Annotated[IsoDate, PUBLIC]
+
+
+class ActionCompleted(EventData, ActionCompletion):
+    type = "veille.action_completed"
+    version = 1
+    service = "veille"
+
+    action_id: Annotated[UUID, ID]
+    household_id: Annotated[UUID, ID]
+
+
+class ActionCancelled(EventData, ActionCancellation):
+    type = "veille.action_cancelled"
+    version = 1
+    service = "veille"
+
+    action_id: Annotated[UUID, ID]
+    household_id: Annotated[UUID, ID]
+
+
+class ReReviewScheduled(EventData):
+    """A veille meeting asked to see a situation again at a later meeting, from a date."""
+
+    type = "situation.re_review_scheduled"
+    version = 1
+    service = "veille"
+
+    situation_id: Annotated[UUID, ID]
+    household_id: Annotated[UUID, ID]
+    meeting_id: Annotated[UUID, ID]
+    scheduled_on: Annotated[IsoDate, PUBLIC]
+    review_on: Annotated[IsoDate, PUBLIC]
+
+
 EVENT_TYPES: tuple[type[EventData], ...] = (
     HouseholdEnrolled,
     HouseholdReferentChanged,
@@ -272,6 +332,10 @@ EVENT_TYPES: tuple[type[EventData], ...] = (
     SituationEscalated,
     VeilleMeetingHeld,
     SituationResolved,
+    ActionDecided,
+    ActionCompleted,
+    ActionCancelled,
+    ReReviewScheduled,
 )
 
 EVENTS_BY_TYPE: dict[str, type[EventData]] = {cls.type: cls for cls in EVENT_TYPES}

@@ -93,6 +93,25 @@ class ReviewDecision(StrEnum):
     CLOSE = "close"
 
 
+class ActionKind(StrEnum):
+    """What a veille meeting decides to do for a situation."""
+
+    HOME_VISIT = "home_visit"
+    PARTNER_REFERRAL = "partner_referral"
+    LANDLORD_CONTACT = "landlord_contact"
+    RIGHTS_APPLICATION = "rights_application"
+    CASE_CONFERENCE = "case_conference"
+    EMERGENCY_SUPPORT = "emergency_support"
+    OTHER = "other"
+
+
+class ActionCancellationReason(StrEnum):
+    NO_LONGER_NEEDED = "no_longer_needed"
+    SITUATION_RESOLVED = "situation_resolved"
+    ENTERED_IN_ERROR = "entered_in_error"
+    OTHER = "other"
+
+
 class SituationOutcome(StrEnum):
     STABILISED = "stabilised"
     REFERRED = "referred"

@@ -239,7 +239,8 @@ def test_a_bad_uuid_is_told_without_its_letters(client):
 def test_an_unknown_command_lists_the_known_ones_not_the_one_given():
     detail = kafka_detail(json.dumps({"command": "Jean Dupont", "data": {}}).encode(), "veille")
     assert detail == ("/command: must be one of the known commands: "
-                      "'escalate_situation', 'resolve_situation', 'record_meeting'")
+                      "'escalate_situation', 'resolve_situation', 'record_meeting', 'complete_action',"
+                      " 'cancel_action'")
     assert kafka_detail(b'{"data": {}}', "veille") == "/command: Field required"
 
 
