@@ -43,7 +43,7 @@ SCHEMA = "auth"
 SQL = Path(__file__).parent / "sql"
 ALL_SCOPES = (
     "intake:read", "intake:write", "intake:erase", "casework:write", "veille:write", "reports:read",
-    "reports:publish", "reports:freeze",
+    "reports:publish", "reports:freeze", "veille:read", "reports:quality",
 )
 DEFAULT_CLI_TTL = "90d"
 TOKEN_ID_LENGTH = 8
