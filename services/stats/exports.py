@@ -11,10 +11,11 @@ import io
 from openpyxl import Workbook
 from openpyxl.styles import Font
 
+from services.common.exports import CSV_MEDIA_TYPE, french_csv  # noqa: F401 - stats' routes use them from here
+
 from .labels import DIMENSION_LABELS, FIGURE_LABELS, TOTAL, value_label
 from .reports import FIGURES
 
-CSV_MEDIA_TYPE = "text/csv; charset=utf-8"
 XLSX_MEDIA_TYPE = "application/vnd.openxmlformats-officedocument.spreadsheetml.sheet"
 
 
@@ -33,14 +34,6 @@ def french_table(by: str, rows: list[dict], totals: dict, withheld: str = "") ->
         *([value_label(by, row[by]), *(cell(row[f]) for f in FIGURES)] for row in rows),
         [TOTAL, *(cell(totals[f]) for f in FIGURES)],
     ]
-
-
-def french_csv(table: list[list[str | int]]) -> bytes:
-    """What French Excel opens in columns: `;` (the decimal comma takes `,`), a BOM so it
-    reads UTF-8, CRLF line ends."""
-    out = io.StringIO()
-    csv.writer(out, delimiter=";", lineterminator="\r\n").writerows(table)
-    return ("\ufeff" + out.getvalue()).encode("utf-8")
 
 
 def raw_csv(by: str, rows: list[dict]) -> bytes:
