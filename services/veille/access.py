@@ -6,14 +6,17 @@
   FOR UPDATE as the handler locks it.
 - A meeting: the territory it names, and those of the households of the situations it
   reviews (read FOR SHARE): a bound token cannot review, nor learn about, another
-  territory's situations through a meeting.
+  territory's situations through a meeting (nor decide actions for them).
+- A completion or cancellation of an action: its household's territory, from the action
+  row locked FOR UPDATE as the handler locks it.
+- The agenda (a read): the territory it asks for, one of the token's (routes.py).
 """
 
 from __future__ import annotations
 
 import asyncpg
 
-from alfi_contracts.commands import RecordMeeting, ResolveSituation
+from alfi_contracts.commands import CancelAction, CompleteAction, RecordMeeting, ResolveSituation
 from services.common.access import Scope, household_of, replicated_household, rules
 
 
@@ -31,8 +34,14 @@ async def _meeting(conn: asyncpg.Connection, command: RecordMeeting) -> Scope:
     return Scope(command.territory, also=also)
 
 
+async def _action(conn: asyncpg.Connection, command: CompleteAction | CancelAction) -> Scope:
+    return await household_of(conn, "actions", "action_id", command.action_id, "action")
+
+
 scope_of = rules({
     "escalate_situation": replicated_household,
     "resolve_situation": _resolution,
     "record_meeting": _meeting,
+    "complete_action": _action,
+    "cancel_action": _action,
 })
