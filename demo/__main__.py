@@ -1,5 +1,10 @@
 """Send the demo dataset through the services' public HTTP APIs, wait for stats to catch
-up, and print the 2023 bilan from the reports API beside the published figures.
+up, and print the 2023 bilan from the reports API beside the published figures, and the
+2023 veille follow-up the commands decided (actions, re-reviews).
+
+Phases go in PHASES' order, each to the end before the next (its commands concurrently):
+a phase's commands may need an earlier phase's (the follow-up phase completes and
+cancels the actions the meetings decided). Each command names its service and path.
 
     make demo        (the stack running from `make run`)
 
@@ -115,6 +120,18 @@ async def bilan(base: dict[str, str], bearer: str, year: int = 2023, timeout: fl
     return previous or {}
 
 
+def print_follow_up(dataset: Dataset, year: int = 2023) -> None:
+    """What the commands decided for the year's veille follow-up (Dataset.actions)."""
+    actions = [a for a in dataset.actions() if a.decided_on.year == year]
+    completed = [a for a in actions if a.completed_on is not None]
+    late = sum(a.completed_on > a.due_on for a in completed)
+    cancelled = sum(a.cancelled_on is not None for a in actions)
+    re_reviews = sum(r.scheduled_on.year == year for r in dataset.re_reviews())
+    print(f"\n{year} veille follow-up sent: {len(actions)} actions decided, {len(completed)} completed"
+          f" ({late} after their due date), {cancelled} cancelled, {len(actions) - len(completed) - cancelled}"
+          f" left open; {re_reviews} re-reviews scheduled")
+
+
 def print_bilan(report: dict) -> bool:
     print("\n2023 bilan, from the stats reports API     platform   published")
     ok = True
@@ -144,6 +161,7 @@ async def main() -> int:
         print(f"  sent in {time.perf_counter() - started:.1f}s; waiting for stats to catch up...")
     report = await bilan(base, bearer)
     ok = print_bilan(report)
+    print_follow_up(dataset)
     for refusal in refusals[:20]:
         print("refused:", refusal)
     if refusals:

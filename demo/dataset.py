@@ -8,6 +8,15 @@ meetings after escalations, one rehousing per household...).
 2023 targets (the bilan): 1,845 households followed, 9,618 interviews by 30 social
 workers, 88 veille meetings reviewing 298 distinct situations, 110 workshops, 27 young
 people rehoused by Antin Résidences and CPH Arcade-VYV, 11 of them DALO priority.
+
+Follow-up (issue 14): about half of the reviews that do not close their situation decide
+one or two actions (kinds weighted; the household's referent or another worker owns
+each, due 7 to 45 days after the meeting) and about three in ten ask for a re-review 30
+to 90 days later. The "follow-up" phase, sent after the meetings, completes most actions
+(some after their due date), cancels a few and leaves the rest open. These draws come
+from a random generator of their own, so every other command, and so every bilan figure,
+is what it was before follow-up existed. `Dataset.actions()` and `Dataset.re_reviews()`
+read them back from the commands, for tests to compute what to expect.
 """
 
 from __future__ import annotations
@@ -15,6 +24,7 @@ from __future__ import annotations
 import random
 import uuid
 from collections import Counter
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 from datetime import date, timedelta
 
@@ -48,6 +58,9 @@ THEMES = {"budget": 30, "energy_saving": 25, "health_prevention": 20, "food_inse
 TOPICS = ["rights", "budget", "housing", "health", "employment", "childcare", "administrative", "energy",
           "food", "language", "other"]
 MODES = {"office": 45, "home_visit": 30, "phone": 15, "video": 3, "outside": 7}
+ACTION_KINDS = {"home_visit": 25, "partner_referral": 25, "landlord_contact": 15, "rights_application": 15,
+                "case_conference": 10, "emergency_support": 5, "other": 5}
+CANCELLATION_REASONS = {"no_longer_needed": 45, "situation_resolved": 35, "entered_in_error": 10, "other": 10}
 
 
 def demo_id(kind: str, n: int) -> str:
@@ -72,6 +85,38 @@ class Household:
         return (start, end) if start <= end else None
 
 
+@dataclass(frozen=True)
+class Action:
+    """An action a demo meeting decides, and what the follow-up phase does with it (None:
+    left open). `territory` and `programme` are its household's."""
+
+    action_id: str
+    meeting_id: str
+    situation_id: str
+    household_id: str
+    territory: str
+    programme: str
+    kind: str
+    owner_worker_id: str
+    decided_on: date
+    due_on: date
+    completed_on: date | None
+    cancelled_on: date | None
+
+
+@dataclass(frozen=True)
+class ReReview:
+    """A re-review a demo meeting asks for (`territory`, `programme`: its household's)."""
+
+    situation_id: str
+    household_id: str
+    territory: str
+    programme: str
+    meeting_id: str
+    scheduled_on: date
+    review_on: date
+
+
 @dataclass
 class Dataset:
     """Commands in sending order: (phase, service, method, path, body)."""
@@ -83,12 +128,59 @@ class Dataset:
     def add(self, phase: str, service: str, method: str, path: str, body: dict | None = None) -> None:
         self.phases.setdefault(phase, []).append((service, method, path, body))
 
+    def bodies(self, phase: str, path: str) -> list[dict]:
+        return [body for _, _, p, body in self.phases.get(phase, []) if p == path]
+
+    def _reviews(self) -> Iterator[tuple[dict, dict, Household]]:
+        """Each meeting's reviews, with the household of the situation reviewed."""
+        households = {h.id: h for h in self.households}
+        household_of = {body["situation_id"]: households[body["household_id"]]
+                        for body in self.bodies("cases", "/v1/situations")}
+        for meeting in self.bodies("meetings", "/v1/meetings"):
+            for review in meeting["reviewed"]:
+                yield meeting, review, household_of[review["situation_id"]]
+
+    def actions(self) -> list[Action]:
+        """Every action the meetings decide, in the order decided, with what the follow-up
+        phase does with it, read back from the commands: what a test counts its expected
+        figures from (decided, completed, cancelled, open or due at a date, by territory
+        or programme)."""
+        closing = {path.split("/")[3]: body for _, _, path, body in self.phases.get("follow-up", [])}
+        actions = []
+        for meeting, review, household in self._reviews():
+            for action in review.get("actions", []):
+                closed = closing.get(action["action_id"], {})
+                actions.append(Action(
+                    action_id=action["action_id"], meeting_id=meeting["meeting_id"],
+                    situation_id=review["situation_id"], household_id=household.id, territory=household.territory,
+                    programme=household.programme, kind=action["kind"], owner_worker_id=action["owner_worker_id"],
+                    decided_on=date.fromisoformat(meeting["held_on"]), due_on=date.fromisoformat(action["due_on"]),
+                    completed_on=_date(closed.get("completed_on")), cancelled_on=_date(closed.get("cancelled_on"))))
+        return actions
+
+    def re_reviews(self) -> list[ReReview]:
+        """Every re-review the meetings ask for, read back from the meetings' commands."""
+        return [ReReview(situation_id=review["situation_id"], household_id=household.id,
+                         territory=household.territory, programme=household.programme,
+                         meeting_id=meeting["meeting_id"], scheduled_on=date.fromisoformat(meeting["held_on"]),
+                         review_on=date.fromisoformat(review["re_review_on"]))
+                for meeting, review, household in self._reviews() if review.get("re_review_on")]
+
+
+def _date(value: str | None) -> date | None:
+    return None if value is None else date.fromisoformat(value)
+
 
 class Generator:
     def __init__(self, seed: int = 2023) -> None:
         self.rng = random.Random(seed)
+        # Follow-up draws from its own generator: `rng`'s sequence, and so every command
+        # the demo sent before follow-up existed, stays the same.
+        self.follow_up_rng = random.Random(f"{seed}:follow-up")
         self.data = Dataset()
         self.counters: Counter = Counter()
+        self.household_of: dict[str, Household] = {}  # situation id -> its household
+        self.decided: list[tuple[str, date, date]] = []  # (action id, decided on, due on)
 
     def next_id(self, kind: str) -> str:
         self.counters[kind] += 1
@@ -97,8 +189,8 @@ class Generator:
     def day(self, start: date, end: date) -> date:
         return start + timedelta(days=self.rng.randint(0, (end - start).days))
 
-    def weighted(self, weights: dict[str, int]) -> str:
-        return self.rng.choices(list(weights), weights=list(weights.values()))[0]
+    def weighted(self, weights: dict[str, int], rng: random.Random | None = None) -> str:
+        return (rng or self.rng).choices(list(weights), weights=list(weights.values()))[0]
 
     # ------------------------------------------------------------ households
 
@@ -188,6 +280,7 @@ class Generator:
     def situation(self, day: date) -> tuple[str, date]:
         household = self.rng.choice(self.open_on(day))
         situation_id = self.next_id("situation")
+        self.household_of[situation_id] = household
         self.data.add("cases", "veille", "POST", "/v1/situations", {
             "situation_id": situation_id, "household_id": household.id, "escalated_on": day.isoformat(),
             "severity": self.rng.choice(["concern", "serious", "serious", "critical"]),
@@ -219,11 +312,13 @@ class Generator:
             assert reviews[i], "every meeting reviews at least one situation"
         last_review: dict[str, date] = {}
         for i, day in enumerate(dates):
-            self.data.add("meetings", "veille", "POST", "/v1/meetings", {
-                "meeting_id": self.next_id("meeting"), "held_on": day.isoformat(),
-                "territory": self.rng.choice(TERRITORIES),
-                "reviewed": [{"situation_id": s, "decision": self.rng.choice(
-                    ["monitor", "monitor", "refer_partner", "urgent_action", "close"])} for s in reviews[i]]})
+            meeting = {"meeting_id": self.next_id("meeting"), "held_on": day.isoformat(),
+                       "territory": self.rng.choice(TERRITORIES),
+                       "reviewed": [{"situation_id": s, "decision": self.rng.choice(
+                           ["monitor", "monitor", "refer_partner", "urgent_action", "close"])} for s in reviews[i]]}
+            for review in meeting["reviewed"]:
+                self.follow_up(review, day)
+            self.data.add("meetings", "veille", "POST", "/v1/meetings", meeting)
             for s in reviews[i]:
                 last_review[s] = day
         for situation_id, day in last_review.items():
@@ -233,6 +328,41 @@ class Generator:
                     "outcome": self.rng.choice(["stabilised", "referred", "rehoused", "other"])})
         assert all(escalation[s] <= dates[i] for i in reviews for s in reviews[i])
         return fresh
+
+    def follow_up(self, review: dict, held: date) -> None:
+        """What a review decides beyond its decision (none when it closes the situation):
+        actions (half of the others) and a re-review (three in ten)."""
+        rng = self.follow_up_rng
+        if review["decision"] == "close":
+            return
+        if rng.random() < 0.5:
+            referent = self.household_of[review["situation_id"]].referent
+            review["actions"] = []
+            for _ in range(rng.choice([1, 1, 2])):
+                action_id, due = self.next_id("action"), held + timedelta(days=rng.randint(7, 45))
+                review["actions"].append({
+                    "action_id": action_id, "kind": self.weighted(ACTION_KINDS, rng),
+                    "owner_worker_id": referent if rng.random() < 0.7 else rng.choice(WORKERS),
+                    "due_on": due.isoformat()})
+                self.decided.append((action_id, held, due))
+        if rng.random() < 0.3:
+            review["re_review_on"] = (held + timedelta(days=rng.randint(30, 90))).isoformat()
+
+    def close_actions(self) -> None:
+        """The follow-up phase: most actions completed (one in four of those after their due
+        date), a few cancelled, the rest left open."""
+        rng = self.follow_up_rng
+        for action_id, decided, due in self.decided:
+            draw = rng.random()
+            if draw < 0.8:
+                on = (due + timedelta(days=rng.randint(1, 30)) if rng.random() < 0.25
+                      else decided + timedelta(days=rng.randint(1, (due - decided).days)))
+                self.data.add("follow-up", "veille", "POST", f"/v1/actions/{action_id}/completion",
+                              {"completed_on": on.isoformat()})
+            elif draw < 0.88:
+                on = decided + timedelta(days=rng.randint(0, (due - decided).days))
+                self.data.add("follow-up", "veille", "POST", f"/v1/actions/{action_id}/cancellation",
+                              {"cancelled_on": on.isoformat(), "reason": self.weighted(CANCELLATION_REASONS, rng)})
 
     # ------------------------------------------------------------ workshops
 
@@ -255,6 +385,7 @@ class Generator:
         self.veille(Y22, 70, 230, [], 10)
         self.veille(Y23, BILAN_2023["veille_meetings"], BILAN_2023["situations_reviewed"], late_2022, 22)
         self.veille((date(2024, 1, 1), date(2024, 6, 30)), 40, 120, [], 5)
+        self.close_actions()
         for span, count in ((Y22, 95), (Y23, BILAN_2023["workshops_held"]), (Y24, 45)):
             self.workshops(span, count)
         for household in self.data.households:
@@ -272,7 +403,7 @@ class Generator:
         return self.data
 
 
-PHASES = ("households", "cases", "meetings", "corrections", "closures", "erasures")
+PHASES = ("households", "cases", "meetings", "follow-up", "corrections", "closures", "erasures")
 
 
 def build(seed: int = 2023) -> Dataset:
