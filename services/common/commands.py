@@ -48,7 +48,7 @@ log = structlog.get_logger("alfi.commands")
 # What CloudEvents' correlationid extension accepts (alfi_contracts' Token).
 _TOKEN = re.compile(r"^[A-Za-z0-9._:-]{1,128}$")
 # The ids a command's own object goes by, for the audit trail (the household's has a column).
-_OBJECT_IDS = ("interview_id", "workshop_id", "rehousing_id", "situation_id", "meeting_id")
+_OBJECT_IDS = ("action_id", "interview_id", "workshop_id", "rehousing_id", "situation_id", "meeting_id")
 
 
 @dataclass(frozen=True)
