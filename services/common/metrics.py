@@ -1,9 +1,9 @@
 """The platform's own Prometheus metrics (prefix `alfi_`, base units).
 
 Labels are closed sets only: service, route template, method, status, command name,
-rejection kind, topic, partition, consumer. Never a household, worker or any other
-per-person id. Gauges declare how they combine when a service runs several worker
-processes (prometheus-client's multiprocess mode, PROMETHEUS_MULTIPROC_DIR).
+rejection kind, topic, partition, consumer, data-quality check. Never a household, worker
+or any other per-person id. Gauges declare how they combine when a service runs several
+worker processes (prometheus-client's multiprocess mode, PROMETHEUS_MULTIPROC_DIR).
 """
 
 from __future__ import annotations
@@ -99,6 +99,14 @@ RETENTION_LAST_RUN = Gauge(
     " and runs another instance held the lock for left out).", multiprocess_mode="max")
 RETENTION_FAILURES = Counter(
     "alfi_retention_failures_total", "Retention runs that failed, and households a run could not erase.")
+
+DATA_QUALITY_ISSUES = Gauge(
+    "alfi_data_quality_issues", "Records a manager should look at as of today, by data-quality check"
+    " (stats' /v1/reports/data-quality; counted every ALFI_DATA_QUALITY_INTERVAL_SECONDS).", ["check"],
+    multiprocess_mode="max")
+DATA_QUALITY_THRESHOLD = Gauge(
+    "alfi_data_quality_threshold", "How many records of a data-quality check the alert AlfiDataQualityIssues"
+    " tolerates (ALFI_DATA_QUALITY_ALERT_<CHECK>).", ["check"], multiprocess_mode="max")
 
 
 def exposition() -> tuple[bytes, str]:

@@ -51,6 +51,19 @@ class ServiceSettings(BaseSettings):
     erasure_grace_seconds: float = Field(900, ge=0)
     # Published outbox rows are deleted once this old (their events are in Kafka).
     outbox_retention_seconds: float = Field(7 * 24 * 3600, ge=0)
+    # Data quality (stats: /v1/reports/data-quality, services/stats/quality.py): how many
+    # days an open accompaniment may go without an interview, a referent without holding
+    # one, and an escalated situation without a review before they are reported; how often
+    # stats counts them as of today for Prometheus (alfi_data_quality_issues); and how many
+    # of each the alert AlfiDataQualityIssues tolerates (alfi_data_quality_threshold).
+    data_quality_interview_days: int = Field(90, ge=1)
+    data_quality_referent_days: int = Field(90, ge=1)
+    data_quality_review_days: int = Field(60, ge=1)
+    data_quality_interval_seconds: float = Field(60, gt=0)
+    data_quality_alert_no_recent_interview: int = Field(20, ge=0)
+    data_quality_alert_closure_outcome_unknown: int = Field(0, ge=0)
+    data_quality_alert_referent_inactive: int = Field(0, ge=0)
+    data_quality_alert_situation_not_reviewed: int = Field(0, ge=0)
     http_host: str = "127.0.0.1"
     http_port: int = 8000
     # Worker processes for the HTTP API. With more than one, each runs its own relay

@@ -3,7 +3,8 @@ reports.py, which these models describe; the CSV and .xlsx exports are described
 
 from __future__ import annotations
 
-from datetime import datetime
+from datetime import date, datetime
+from uuid import UUID
 
 from pydantic import BaseModel, ConfigDict, Field
 
@@ -112,6 +113,48 @@ class BilanSection(BaseModel):
     total: SectionTotal
 
 
+class DefinedFigure(BaseModel):
+    """A figure beside the year before, with its French name and what it counts."""
+
+    figure: str
+    label: str
+    definition: str = Field(description="what the figure counts, in French, as the page shows it")
+    value: int | float | None
+    previous: int | float | None
+    change: int | float | None
+    change_percent: float | None
+
+
+FOLLOW_UP_EXAMPLE = {
+    "year": 2023, "previous_year": 2022,
+    "figures": [{"figure": "actions_decided", "label": "Actions décidées en veille sociale",
+                 "definition": "Actions décidées lors des réunions de veille sociale de l'année.",
+                 "value": 212, "previous": 180, "change": 32, "change_percent": 17.8},
+                {"figure": "median_days_to_first_review",
+                 "label": "Délai médian du signalement à la première revue (jours)",
+                 "definition": "Situations signalées dans l'année et examinées en réunion de veille sociale…",
+                 "value": 18.5, "previous": 21, "change": -2.5, "change_percent": -11.9}],
+    "by_programme": [{"value": "fnavdl", "figures": {"actions_decided": 31, "median_days_to_first_review": 15},
+                      "previous": {"actions_decided": 25, "median_days_to_first_review": None}}],
+    "by_territory": [{"value": "bretagne", "figures": {"actions_decided": 64, "actions_overdue": 3},
+                      "previous": {"actions_decided": 58, "actions_overdue": 5}}],
+}
+
+
+class FollowUpDocument(Filters):
+    """The follow-up of veille decisions in `year` beside `previous_year`: actions decided,
+    what became of them, those overdue at the year's end, and the median delays to a
+    situation's first review and from it to the resolution (null: none to measure); in all,
+    by programme and by territory (the household's)."""
+
+    model_config = ConfigDict(json_schema_extra={"examples": [FOLLOW_UP_EXAMPLE]})
+
+    previous_year: int
+    figures: list[DefinedFigure]
+    by_programme: list[MeasuredRow]
+    by_territory: list[MeasuredRow]
+
+
 BILAN_EXAMPLE = {
     "year": 2023, "previous_year": 2022,
     "headline": [{"figure": "households_followed", "label": "Ménages suivis", "value": 1845, "previous": 1790,
@@ -126,6 +169,7 @@ BILAN_EXAMPLE = {
                             "previous": {"interviews": 2980, "hours": 2301.0}}],
                   "total": {"figures": {"interviews": 9618, "hours": 6902.5},
                             "previous": {"interviews": 9200, "hours": 6540.0}}}],
+    "follow_up": FOLLOW_UP_EXAMPLE,
     "data_as_of": {"generation": 3, "partitions": [], "topics": {}},
 }
 
@@ -140,17 +184,8 @@ class BilanDocument(Filters):
     by_programme: list[MeasuredRow]
     by_territory: list[MeasuredRow]
     sections: list[BilanSection]
+    follow_up: FollowUpDocument = Field(description="the follow-up of veille decisions (`/v1/reports/follow-up`)")
     data_as_of: ProjectionStatus = Field(description="the projections' state the figures were read in")
-
-
-class FunderFigure(BaseModel):
-    figure: str
-    label: str
-    definition: str = Field(description="what the figure counts, in French, as the page shows it")
-    value: int | float | None
-    previous: int | float | None
-    change: int | float | None
-    change_percent: float | None
 
 
 class FunderDocument(Filters):
@@ -163,7 +198,7 @@ class FunderDocument(Filters):
                      "value": 18.3, "previous": 16.9, "change": 1.4, "change_percent": 8.3}]}]})
 
     previous_year: int
-    figures: list[FunderFigure]
+    figures: list[DefinedFigure]
 
 
 class LinkRequest(BaseModel):
@@ -195,3 +230,41 @@ class PublishedBreakdown(BaseModel):
     threshold: int = Field(description="counts from 1 to threshold - 1 are withheld, with their complements")
     rows: list[dict[str, str | int | None]]
     totals: dict[str, int | None]
+
+
+class QualityCheck(BaseModel):
+    check: str = Field(description="no_recent_interview, closure_outcome_unknown, referent_inactive or"
+                                   " situation_not_reviewed (the `check` label of alfi_data_quality_issues)")
+    label: str
+    definition: str = Field(description="what the check counts, in French, with its threshold")
+    threshold_days: int | None = Field(description="the check's threshold in days (settings); null: none")
+    count: int
+    ids: list[UUID] | None = Field(None, description=(
+        "with `ids=true` (scope `reports:quality`): the pseudonymous ids, of households or (situation_not_reviewed)"
+        " of situations; otherwise null"))
+
+
+class QualityRow(BaseModel):
+    value: str | None = Field(description="the programme or territory; null: unknown")
+    counts: dict[str, int] = Field(description="check -> count")
+
+
+class DataQuality(BaseModel):
+    """The records to look at as of `on`, check by check, by programme and by territory."""
+
+    model_config = ConfigDict(json_schema_extra={"examples": [{
+        "on": "2023-12-31", "territory": "bretagne",
+        "checks": [{"check": "referent_inactive", "label": "Ménages dont le référent n'a plus d'activité",
+                    "definition": "Ménages dont l'accompagnement est ouvert à la date et dont le référent…",
+                    "threshold_days": 90, "count": 4, "ids": None}],
+        "by_programme": [{"value": "fnavdl", "counts": {"no_recent_interview": 2, "closure_outcome_unknown": 0,
+                                                         "referent_inactive": 4, "situation_not_reviewed": 1}}],
+        "by_territory": [{"value": "bretagne", "counts": {"no_recent_interview": 2, "closure_outcome_unknown": 0,
+                                                           "referent_inactive": 4, "situation_not_reviewed": 1}}]}]})
+
+    on: date
+    programme: str | None = None
+    territory: str | None = None
+    checks: list[QualityCheck]
+    by_programme: list[QualityRow]
+    by_territory: list[QualityRow]

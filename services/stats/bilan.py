@@ -2,8 +2,12 @@
 the year by programme and by territory, and the sections the headline figures do not
 break down (interviews by mode and topic, workshops by theme, situations by severity,
 reason and decision, rehousings by landlord, closures by outcome with their median
-duration); and the funders' view of one programme. One document (a dict), served as
-JSON and rendered as the printable page (page.py).
+duration); the follow-up of veille decisions (`follow_up`); and the funders' view of one
+programme. Dicts, served as JSON and rendered as the printable page (page.py).
+
+`follow_up` is a part of its own beside `document`, not inside it: freeze.py hashes
+`document` for every frozen year and recomputes it to verify one, so whatever it holds
+must not change for the years frozen before.
 
 Every section counts over the year with the report's filters applied to the household
 (programme, territory), as DESIGN.md's figures do, and reads the all_* views (a
@@ -228,3 +232,97 @@ async def funder(conn: asyncpg.Connection, year: int, programme: str, territory:
             "figures": [{"figure": f, "label": label, "definition": definition, "value": now[f],
                          "previous": before[f], **change(now[f], before[f])}
                         for f, (label, definition) in FUNDER_DEFINITIONS.items()]}
+
+
+# The follow-up of veille decisions (issue 14): what became of the actions the meetings
+# decided, and how long situations waited for their first review and then for their
+# resolution. Figures of the year, with the filters applied to the household, like the
+# sections; by programme and by territory (the household's) and in all.
+FOLLOW_UP_DEFINITIONS = {
+    "actions_decided": ("Actions décidées en veille sociale",
+                        "Actions décidées lors des réunions de veille sociale de l'année."),
+    "actions_completed_on_time": ("… réalisées dans le délai",
+                                  "Parmi ces actions, celles réalisées au plus tard à leur échéance."),
+    "actions_completed_late": ("… réalisées en retard", "Parmi ces actions, celles réalisées après leur échéance."),
+    "actions_cancelled": ("… annulées", "Parmi ces actions, celles annulées."),
+    "actions_open": ("… en cours", "Parmi ces actions, celles ni réalisées ni annulées à la date des données."),
+    "actions_overdue": ("Actions en retard au 31 décembre",
+                        "Actions décidées au plus tard le 31 décembre (cette année ou avant), ni réalisées ni"
+                        " annulées à cette date, dont l'échéance était passée (antérieure au 31 décembre)."),
+    "median_days_to_first_review": ("Délai médian du signalement à la première revue (jours)",
+                                    "Situations signalées dans l'année et examinées en réunion de veille sociale"
+                                    " (quelle qu'en soit la date) : jours du signalement à la première réunion"
+                                    " qui l'a examinée, médiane."),
+    "median_days_to_resolution": ("Délai médian de la première revue à la résolution (jours)",
+                                  "Situations examinées pour la première fois en veille sociale dans l'année et"
+                                  " résolues depuis : jours de cette première réunion à la résolution, médiane."),
+}
+FOLLOW_UP_COUNTS = ("actions_decided", "actions_completed_on_time", "actions_completed_late", "actions_cancelled",
+                    "actions_open", "actions_overdue")
+FOLLOW_UP_MEDIANS = ("median_days_to_first_review", "median_days_to_resolution")
+_FOLLOW_UP_SQL = f"""
+WITH first_reviews AS (SELECT situation_id, min(held_on) AS first_review FROM all_reviews GROUP BY situation_id),
+facts AS (
+    SELECT h.programme, h.territory, f.figure, NULL::int AS days
+    FROM all_actions a LEFT JOIN all_households h ON h.household_id = a.household_id
+    CROSS JOIN LATERAL (VALUES ('actions_decided'), (CASE
+        WHEN a.completed_on IS NOT NULL AND (a.cancelled_on IS NULL OR a.completed_on <= a.cancelled_on) THEN
+            CASE WHEN a.completed_on <= a.due_on THEN 'actions_completed_on_time' ELSE 'actions_completed_late' END
+        WHEN a.cancelled_on IS NOT NULL THEN 'actions_cancelled'
+        ELSE 'actions_open' END)) AS f(figure)
+    WHERE a.decided_on BETWEEN $1 AND $2 AND {_HOUSEHOLD}
+  UNION ALL
+    SELECT h.programme, h.territory, 'actions_overdue', NULL
+    FROM all_actions a LEFT JOIN all_households h ON h.household_id = a.household_id
+    WHERE a.decided_on <= $2 AND a.due_on < $2 AND (a.completed_on IS NULL OR a.completed_on > $2)
+      AND (a.cancelled_on IS NULL OR a.cancelled_on > $2) AND {_HOUSEHOLD}
+  UNION ALL
+    SELECT h.programme, h.territory, 'median_days_to_first_review', r.first_review - s.escalated_on
+    FROM all_situations s JOIN first_reviews r ON r.situation_id = s.situation_id
+    LEFT JOIN all_households h ON h.household_id = s.household_id
+    WHERE s.escalated_on BETWEEN $1 AND $2 AND {_HOUSEHOLD}
+  UNION ALL
+    SELECT h.programme, h.territory, 'median_days_to_resolution', s.resolved_on - r.first_review
+    FROM all_situations s JOIN first_reviews r ON r.situation_id = s.situation_id
+    LEFT JOIN all_households h ON h.household_id = s.household_id
+    WHERE r.first_review BETWEEN $1 AND $2 AND s.resolved_on IS NOT NULL AND {_HOUSEHOLD})
+SELECT figure, CASE WHEN grouping(programme) = 0 THEN 'programme' WHEN grouping(territory) = 0 THEN 'territory'
+       END AS by, coalesce(programme, territory) AS value, count(*) AS facts,
+       percentile_cont(0.5) WITHIN GROUP (ORDER BY days) AS median
+FROM facts GROUP BY figure, GROUPING SETS ((programme), (territory), ())
+"""
+
+
+def _no_follow_up() -> dict[str, int | None]:
+    """Nothing to count: counts 0, medians unknown."""
+    return {**dict.fromkeys(FOLLOW_UP_COUNTS, 0), **dict.fromkeys(FOLLOW_UP_MEDIANS)}
+
+
+async def follow_up_figures(conn: asyncpg.Connection, year: int, programme: str | None,
+                            territory: str | None) -> dict[str | None, dict]:
+    """by (None: all; 'programme', 'territory') -> value -> figure -> count or median (days)."""
+    out: dict[str | None, dict] = {None: {None: _no_follow_up()}, "programme": {}, "territory": {}}
+    for r in await conn.fetch(_FOLLOW_UP_SQL, date(year, 1, 1), date(year, 12, 31), programme, territory):
+        figures = out[r["by"]].setdefault(r["value"], _no_follow_up())
+        figures[r["figure"]] = _number(r["median"]) if r["figure"] in FOLLOW_UP_MEDIANS else r["facts"]
+    return out
+
+
+async def follow_up(conn: asyncpg.Connection, year: int, programme: str | None = None,
+                    territory: str | None = None) -> dict[str, Any]:
+    """The follow-up of veille decisions in `year` beside `year - 1`: the figures with their
+    definitions, and by programme and by territory."""
+    now = await follow_up_figures(conn, year, programme, territory)
+    before = await follow_up_figures(conn, year - 1, programme, territory)
+    total, earlier = now[None][None], before[None][None]
+    splits = {}
+    for by in ("programme", "territory"):
+        splits[f"by_{by}"] = [{"value": v, "figures": now[by].get(v) or _no_follow_up(),
+                               "previous": before[by].get(v) or _no_follow_up()}
+                              for v in sorted(set(now[by]) | set(before[by]), key=lambda v: (v is None, v or ""))]
+    return {"year": year, "previous_year": year - 1,
+            **({"programme": programme} if programme else {}), **({"territory": territory} if territory else {}),
+            "figures": [{"figure": f, "label": label, "definition": definition, "value": total[f],
+                         "previous": earlier[f], **change(total[f], earlier[f])}
+                        for f, (label, definition) in FOLLOW_UP_DEFINITIONS.items()],
+            **splits}

@@ -1,16 +1,18 @@
 """The bilan and the funders' view as printable HTML pages, in French: every figure
 beside the year before, filters as a form (no JavaScript), charts in SVG, print CSS for
-A4. Pure: renders the documents of bilan.py."""
+A4; and the data-quality page for managers. Pure: renders the documents of bilan.py and
+quality.py."""
 
 from __future__ import annotations
 
-from datetime import datetime
+from datetime import date, datetime
 from html import escape
 from typing import Any
 from urllib.parse import urlencode
 from zoneinfo import ZoneInfo
 
 from .bilan import SECTIONS_BY_ID, SPLIT_FIGURES, change
+from .quality import CHECKS
 from .charts import bar_chart
 from .labels import MONTHS, PROGRAMME_LABELS, TOTAL, UNKNOWN, value_label
 
@@ -31,6 +33,7 @@ CSS = """
  tbody th { min-width: 10rem; }
  td, th.num { text-align: right; font-variant-numeric: tabular-nums; white-space: nowrap; }
  thead th { border-bottom: 1.5px solid var(--ink); font-size: .85rem; }
+ table.wrap thead th { white-space: normal; }
  tr.total th, tr.total td { font-weight: bold; border-top: 1.5px solid var(--ink); }
  td.up { color: #1d6b38; } td.down { color: #a33a2b; }
  form.filters { display: flex; gap: 1rem; align-items: end; flex-wrap: wrap; background: #f3f5f8;
@@ -99,13 +102,19 @@ def _head(title: str) -> str:
 
 
 def _filters(year: int, programme: str | None, territory: str | None, territories: list[str],
-             programmes: list[str]) -> str:
+             programmes: list[str], on: date | None = None) -> str:
+    """The filters form; with `on`, the data-quality page's (its day, within the year)."""
     def options(values: list[str], chosen: str | None, label) -> str:  # noqa: ANN001
         first = f"<option value=''{'' if chosen else ' selected'}>Tous</option>"
         return first + "".join(f"<option value='{escape(v)}'{' selected' if v == chosen else ''}>{escape(label(v))}</option>"
                                for v in values)
 
-    return (f"<form class='filters' method='get' action='/reports/{year}'>"
+    action, day = f"/reports/{year}", ""
+    if on is not None:
+        action = f"/reports/{year}/quality"
+        day = (f"<label>Au<input type='date' name='on' value='{on.isoformat()}' min='{year}-01-01'"
+               f" max='{year}-12-31'></label>")
+    return (f"<form class='filters' method='get' action='{action}'>{day}"
             f"<label>Dispositif<select name='programme'>"
             f"{options(programmes, programme, lambda v: PROGRAMME_LABELS.get(v, v))}</select></label>"
             f"<label>Territoire<select name='territory'>{options(territories, territory, str)}</select></label>"
@@ -137,18 +146,29 @@ SPLIT_LABELS = {"households_followed": "Ménages suivis", "interviews_held": "En
                 "rehousings_dalo": "dont DALO"}
 
 
-def _split(document: dict, by: str, title: str) -> str:
-    year, previous = document["year"], document["previous_year"]
-    head = "".join(f"<th class='num'>{escape(SPLIT_LABELS[f])}</th>" for f in SPLIT_FIGURES)
+def _split_table(document: dict, by: str, title: str, labels: dict[str, str], before: dict[str, str],
+                 definition: str, css: str = "") -> str:
+    """One row per value of `by` (`document["by_<by>"]`): the figures of `labels` in the
+    year, then those of `before` the year before (figure -> column header); `css`: the
+    table's class (`wrap`: headers on several lines)."""
+    previous = document["previous_year"]
+    head = "".join(f"<th class='num'>{escape(label)}</th>" for label in labels.values())
+    head += "".join(f"<th class='num'>{escape(label)} {previous}</th>" for label in before.values())
     body = "".join(
         f"<tr><th scope='row'>{escape(value_label(by, r['value']))}</th>"
-        + "".join(f"<td>{number(r['figures'][f])}</td>" for f in SPLIT_FIGURES)
-        + f"<td>{number(r['previous']['households_followed'])}</td></tr>"
+        + "".join(f"<td>{number(r['figures'][f])}</td>" for f in labels)
+        + "".join(f"<td>{number(r['previous'][f])}</td>" for f in before) + "</tr>"
         for r in document[f"by_{by}"] if any(r["figures"].values()) or any(r["previous"].values()))
-    return (f"<section><h2>{escape(title)}</h2><table><thead><tr><th></th>{head}"
-            f"<th class='num'>Ménages suivis {previous}</th></tr></thead><tbody>{body}</tbody></table>"
-            f"<p class='definition'>Chiffres {year}, sauf la dernière colonne ; chaque ménage, entretien ou"
-            f" relogement compte dans une seule ligne (DESIGN.md, « Report definitions »).</p></section>")
+    table = f"<table class='{css}'>" if css else "<table>"
+    return (f"<section><h2>{escape(title)}</h2>{table}<thead><tr><th></th>{head}</tr></thead>"
+            f"<tbody>{body}</tbody></table><p class='definition'>{escape(definition)}</p></section>")
+
+
+def _split(document: dict, by: str, title: str) -> str:
+    return _split_table(document, by, title, {f: SPLIT_LABELS[f] for f in SPLIT_FIGURES},
+                        {"households_followed": "Ménages suivis"},
+                        f"Chiffres {document['year']}, sauf la dernière colonne ; chaque ménage, entretien ou"
+                        f" relogement compte dans une seule ligne (DESIGN.md, « Report definitions »).")
 
 
 def _section(document: dict, data: dict) -> str:
@@ -195,29 +215,100 @@ def render_bilan(document: dict, state: dict, territories: list[str], programmes
               f" {year - 1}. Aucune donnée nominative.</p>"
             + _filters(year, document.get("programme"), document.get("territory"), territories, programmes)
             + (f"<nav>Vues financeurs : {funders}</nav>" if funders else "")
+            + f"<nav><a href='/reports/{year}/quality'>Qualité des données</a></nav>"
             + _headline(document)
             + (f"<figure>{bar_chart(f'Ménages suivis par dispositif, {year}', households)}</figure>" if households else "")
             + (f"<figure>{bar_chart(f'Entretiens réalisés par mois, {year}', months)}</figure>" if months else "")
             + _split(document, "programme", "Par dispositif")
             + _split(document, "territory", "Par territoire")
             + sections
+            + _follow_up(document)
             + "<footer>Plateforme ALFI — pôle d'accompagnement social. Définitions : README, « stats: the"
               " bilan ».</footer></body></html>\n")
 
 
-def render_funder(document: dict, state: dict) -> str:
-    year, previous, programme = document["year"], document["previous_year"], document["programme"]
-    name = PROGRAMME_LABELS.get(programme, programme)
-    title = f"{name} — bilan {year} pour le financeur" + (
-        f" — territoire {document['territory']}" if document.get("territory") else "")
+def _defined(document: dict) -> str:
+    """Figures each with its definition (`document["figures"]`), beside the year before."""
     rows = "".join(
         f"<tr><th scope='row'>{escape(f['label'])}<p class='definition'>{escape(f['definition'])}</p></th>"
         f"<td>{number(f['value'])}</td><td>{number(f['previous'])}</td>{evolution(f['change'], f['change_percent'])}</tr>"
         for f in document["figures"])
+    return (f"<table><thead><tr><th>Indicateur et définition</th><th class='num'>{document['year']}</th>"
+            f"<th class='num'>{document['previous_year']}</th><th class='num'>Évolution</th></tr></thead>"
+            f"<tbody>{rows}</tbody></table>")
+
+
+def render_funder(document: dict, state: dict) -> str:
+    year, programme = document["year"], document["programme"]
+    name = PROGRAMME_LABELS.get(programme, programme)
+    title = f"{name} — bilan {year} pour le financeur" + (
+        f" — territoire {document['territory']}" if document.get("territory") else "")
     back = f"/reports/{year}?" + urlencode({"programme": programme, **(
         {"territory": document["territory"]} if document.get("territory") else {})})
     return (_head(title) + f"<h1>{escape(title)}</h1><p class='meta'>{data_as_of(state)}</p>"
             + f"<nav><a href='{escape(back)}'>Bilan complet du dispositif</a></nav>"
-            + f"<table><thead><tr><th>Indicateur et définition</th><th class='num'>{year}</th>"
-              f"<th class='num'>{previous}</th><th class='num'>Évolution</th></tr></thead><tbody>{rows}</tbody></table>"
+            + _defined(document)
             + "<footer>Aucune donnée nominative. Heures : durées déclarées des entretiens.</footer></body></html>\n")
+
+
+# The follow-up and data-quality tables' headers, short enough for A4 (on two lines).
+FOLLOW_UP_ACTIONS = {"actions_decided": "Actions décidées", "actions_completed_on_time": "Faites dans le délai",
+                     "actions_completed_late": "Faites en retard", "actions_cancelled": "Annulées",
+                     "actions_open": "En cours", "actions_overdue": "Échéance dépassée au 31 déc."}
+FOLLOW_UP_DELAYS = {"median_days_to_first_review": "Jours jusqu'à la 1re revue",
+                    "median_days_to_resolution": "Jours de la 1re revue à la résolution"}
+QUALITY_HEADERS = {"no_recent_interview": "Sans entretien récent", "closure_outcome_unknown": "Clôture sans issue",
+                   "referent_inactive": "Référent sans activité", "situation_not_reviewed": "Situation jamais examinée"}
+
+
+def _follow_up(document: dict) -> str:
+    """The follow-up of veille decisions: the figures with their definitions, then the
+    actions and the delays by programme and by territory."""
+    follow_up = document.get("follow_up")
+    if not follow_up:
+        return ""
+    note = ("<p class='meta'>Le suivi des décisions n'a pas été figé avec ce bilan : chiffres"
+            " d'aujourd'hui.</p>" if follow_up.get("not_frozen") else "")
+    actions = (f"Chiffres {follow_up['year']}, sauf la dernière colonne ; une action compte dans la ligne du"
+               f" dispositif et du territoire de son ménage.")
+    delays = "Médianes en jours (– : aucune situation à mesurer) ; définitions ci-dessus."
+    parts = [_split_table(follow_up, by, f"Suivi des actions {where}", FOLLOW_UP_ACTIONS,
+                          {"actions_decided": "Actions décidées"}, actions, "wrap")
+             + _split_table(follow_up, by, f"Délais de la veille sociale {where}", FOLLOW_UP_DELAYS,
+                            FOLLOW_UP_DELAYS, delays, "wrap")
+             for by, where in (("programme", "par dispositif"), ("territory", "par territoire"))]
+    return (f"<section><h2>Suivi des décisions de la veille sociale</h2>{note}{_defined(follow_up)}</section>"
+            + "".join(parts))
+
+
+def render_quality(report: dict, state: dict, territories: list[str], programmes: list[str], year: int) -> str:
+    """The data-quality report for managers: each check's count and definition, then the
+    counts by programme and by territory (no ids: the JSON gives them, with reports:quality)."""
+    on = date.fromisoformat(str(report["on"]))
+    scope = _scope(report)
+    title = f"Qualité des données au {on.day} {MONTHS[on.month - 1]} {on.year}" + (f" — {scope}" if scope else "")
+    checks = "".join(
+        f"<tr><th scope='row'>{escape(c['label'])}<p class='definition'>{escape(c['definition'])}</p></th>"
+        f"<td>{number(c['count'])}</td></tr>" for c in report["checks"])
+    head = "".join(f"<th class='num'>{escape(QUALITY_HEADERS[check])}</th>" for check in CHECKS)
+
+    def split(by: str, title: str) -> str:
+        body = ""
+        for row in report[f"by_{by}"]:
+            label = UNKNOWN if row["value"] is None else value_label(by, row["value"])
+            cells = "".join(f"<td>{number(row['counts'][check])}</td>" for check in CHECKS)
+            body += f"<tr><th scope='row'>{escape(label)}</th>{cells}</tr>"
+        return (f"<section><h2>{escape(title)}</h2><table class='wrap'><thead><tr><th></th>{head}</tr></thead>"
+                f"<tbody>{body or '<tr><th>Aucun</th></tr>'}</tbody></table></section>")
+
+    return (_head(title) + f"<h1>{escape(title)}</h1><p class='meta'>{data_as_of(state)}</p>"
+            + "<p class='meta'>Les enregistrements à vérifier, contrôle par contrôle. Les ménages dont les données"
+              " ont été effacées n'y figurent pas. Les identifiants (pseudonymes) de chaque contrôle :"
+              " /v1/reports/data-quality?ids=true, avec le droit reports:quality.</p>"
+            + _filters(year, report.get("programme"), report.get("territory"), territories, programmes, on)
+            + f"<nav><a href='/reports/{year}'>Bilan {year}</a></nav>"
+            + f"<table><caption>Contrôles</caption><thead><tr><th>Contrôle et définition</th>"
+              f"<th class='num'>À vérifier</th></tr></thead><tbody>{checks}</tbody></table>"
+            + split("programme", "Par dispositif") + split("territory", "Par territoire")
+            + "<footer>Plateforme ALFI — pôle d'accompagnement social. Aucune donnée nominative.</footer>"
+              "</body></html>\n")

@@ -92,6 +92,14 @@ UPSERTS: dict[str, tuple[tuple[str, ...], str, str]] = {
                  "held_on = EXCLUDED.held_on, territory = EXCLUDED.territory"),
     "reviews": (("meeting_id", "situation_id", "decision"), "meeting_id, situation_id",
                 "decision = EXCLUDED.decision"),
+    "actions": (
+        ("action_id", "household_id", "situation_id", "meeting_id", "decided_on", "due_on", "completed_on",
+         "cancelled_on"), "action_id",
+        _keep("actions", "household_id", "situation_id", "meeting_id", "decided_on", "due_on", "completed_on",
+              "cancelled_on"),
+    ),
+    "re_reviews": (("situation_id", "meeting_id", "household_id", "scheduled_on", "review_on"),
+                   "situation_id, meeting_id", _keep("re_reviews", "household_id", "scheduled_on", "review_on")),
     "erasures": (("household_id", "erased_at"), "household_id",
                  "erased_at = least(erasures.erased_at, EXCLUDED.erased_at)"),
     "freshness": (("topic", "last_event_time"), "topic",
@@ -123,6 +131,8 @@ _ESCALATION = _at("situations", "household_id", "escalated_on")
 _RESOLVED = _at("situations", "resolved_on")
 _DETAILS_ESCALATION = _at("situation_details", "household_id", "reasons")
 _OUTCOME = _at("situation_details", "outcome")
+_DECISION = _at("actions", "household_id", "due_on")
+_ACTION_HOUSEHOLD = _at("actions", "household_id")
 
 
 def _slug(value: Any) -> str | None:  # noqa: ANN401
@@ -215,6 +225,34 @@ def _meeting(rows: dict, data: Data, time: datetime) -> None:
         rows["reviews"][(meeting, review.situation_id)] = [meeting, review.situation_id, review.decision.value]
 
 
+def _action_decided(rows: dict, data: Data, time: datetime) -> None:
+    _row(rows, "actions", data["action_id"])[_DECISION] = (
+        data["household_id"], data["situation_id"], data["meeting_id"], data["decided_on"], data["due_on"])
+
+
+def _action_ended(rows: dict, data: Data, column: str) -> None:
+    """A completion or a cancellation: its date, and the household if the decision is not
+    known yet."""
+    row = _row(rows, "actions", data["action_id"])
+    row[_at("actions", column)] = data[column]
+    if row[_ACTION_HOUSEHOLD] is None:
+        row[_ACTION_HOUSEHOLD] = data["household_id"]
+
+
+def _action_completed(rows: dict, data: Data, time: datetime) -> None:
+    _action_ended(rows, data, "completed_on")
+
+
+def _action_cancelled(rows: dict, data: Data, time: datetime) -> None:
+    _action_ended(rows, data, "cancelled_on")
+
+
+def _re_review(rows: dict, data: Data, time: datetime) -> None:
+    situation, meeting = data["situation_id"], data["meeting_id"]
+    rows["re_reviews"][(situation, meeting)] = [situation, meeting, data["household_id"], data["scheduled_on"],
+                                                data["review_on"]]
+
+
 # Each event type's fold merges its facts into `rows` (table -> entity key -> row).
 # A new event type must say here which facts it carries.
 FOLDS: dict[str, Callable[[dict, Data, datetime], None]] = {
@@ -229,6 +267,10 @@ FOLDS: dict[str, Callable[[dict, Data, datetime], None]] = {
     ev.SituationEscalated.type: _escalated,
     ev.SituationResolved.type: _resolved,
     ev.VeilleMeetingHeld.type: _meeting,
+    ev.ActionDecided.type: _action_decided,
+    ev.ActionCompleted.type: _action_completed,
+    ev.ActionCancelled.type: _action_cancelled,
+    ev.ReReviewScheduled.type: _re_review,
 }
 
 
@@ -291,7 +333,8 @@ class Prepared:
 
 
 # An erased household's rows, copied into the base schema's anon_* tables under new
-# random ids (hmap, smap), from the generation the reports read, once the erasure's grace
+# random ids (hmap, smap; a meeting's id, which would lead back through the meeting's
+# event, is not kept: NULL, or a random one where it is part of a key), from the generation the reports read, once the erasure's grace
 # period is over (`finalise`). `claimed` makes it happen once, whichever instance comes first.
 ANONYMISE = """
 WITH claimed AS (
@@ -328,7 +371,14 @@ sd AS (INSERT INTO stats.anon_situation_details (situation_id, household_id, sev
       FROM situation_details d JOIN smap sm ON d.situation_id = sm.old),
 v AS (INSERT INTO stats.anon_reviews (situation_id, decision, held_on)
       SELECT sm.new, v.decision, mt.held_on FROM reviews v JOIN smap sm ON v.situation_id = sm.old
-      JOIN meetings mt ON mt.meeting_id = v.meeting_id)
+      JOIN meetings mt ON mt.meeting_id = v.meeting_id),
+a AS (INSERT INTO stats.anon_actions (action_id, household_id, situation_id, meeting_id, decided_on, due_on,
+        completed_on, cancelled_on)
+      SELECT gen_random_uuid(), m.new, sm.new, NULL, a.decided_on, a.due_on, a.completed_on, a.cancelled_on
+      FROM actions a JOIN hmap m ON a.household_id = m.old LEFT JOIN smap sm ON sm.old = a.situation_id),
+rr AS (INSERT INTO stats.anon_re_reviews (situation_id, meeting_id, household_id, scheduled_on, review_on)
+      SELECT coalesce(sm.new, gen_random_uuid()), gen_random_uuid(), m.new, r.scheduled_on, r.review_on
+      FROM re_reviews r JOIN hmap m ON r.household_id = m.old LEFT JOIN smap sm ON sm.old = r.situation_id)
 SELECT count(*) FROM claimed
 """
 
@@ -345,6 +395,8 @@ i AS (DELETE FROM interviews WHERE household_id IN (SELECT household_id FROM gon
 id AS (DELETE FROM interview_details WHERE household_id IN (SELECT household_id FROM gone)),
 c AS (DELETE FROM closures WHERE household_id IN (SELECT household_id FROM gone)),
 r AS (DELETE FROM rehousings WHERE household_id IN (SELECT household_id FROM gone)),
+a AS (DELETE FROM actions WHERE household_id IN (SELECT household_id FROM gone)),
+rr AS (DELETE FROM re_reviews WHERE household_id IN (SELECT household_id FROM gone)),
 h AS (DELETE FROM households WHERE household_id IN (SELECT household_id FROM gone))
 SELECT 1
 """

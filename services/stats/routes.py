@@ -1,44 +1,49 @@
 """stats' reports API (scope reports:read): JSON, CSV and .xlsx (exports.py), projection
-status, printable HTML.
+status, printable HTML; the follow-up of veille decisions (bilan.py) and the data-quality
+report (quality.py), whose lists of ids also need the scope reports:quality.
 
 A token bound to territories reads only figures filtered to one of them (`territory=`;
 403 `forbidden_territory` otherwise, naming the territories it may ask for). Every read
-of a report is audited (`read_report`, the report, year and filters as object id); the
-projections' status carries no figures and is not.
+of a report is audited (`read_report`, the report, year or day and filters as object id);
+the projections' status carries no figures and is not.
 """
 
 from __future__ import annotations
 
 import contextlib
 import json
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import replace
-from datetime import timedelta
+from datetime import date, timedelta
 from enum import StrEnum
-from typing import Annotated
+from typing import Annotated, TypeVar
 from urllib.parse import urlencode
 
 import asyncpg
 from fastapi import APIRouter, Depends, HTTPException, Path, Query, Request
+from fastapi.encoders import jsonable_encoder
 from fastapi.responses import HTMLResponse, JSONResponse, RedirectResponse, Response
 from fastapi.security import APIKeyCookie, HTTPAuthorizationCredentials
 
 from alfi_contracts.topics import CASEWORK_EVENTS, INTAKE_EVENTS, VEILLE_EVENTS
 from alfi_contracts.vocabulary import Programme, Slug
 from services.common import audit
-from services.common.access import authorise_report
+from services.common.access import Forbidden, authorise_report
 from services.common.auth import LINK_TTL_MAX, mint_report_link, principal_of_link
+from services.common.errors import Invalid
 from services.common.http import (Authorised, audited_read, bearer, request_context, request_principal,
                                   require_scope)
 from services.common.problems import JSON, responses_for
 
-from . import bilan, exports, generations, reports, suppression
-from .answers import (Activity, BilanDocument, Breakdown, FunderDocument, LinkRequest, ProjectionStatus,
-                      PublishedBreakdown, ReportLink)
+from . import bilan, exports, generations, quality, reports, suppression
+from .answers import (Activity, BilanDocument, Breakdown, DataQuality, FollowUpDocument, FunderDocument,
+                      LinkRequest, ProjectionStatus, PublishedBreakdown, ReportLink)
 from .labels import month_label
-from .page import render_bilan, render_funder
+from .page import render_bilan, render_funder, render_quality
 
+T = TypeVar("T")
 READ = Authorised("reports:read")
+QUALITY = "reports:quality"  # with reports:read: the data-quality report's ids
 EVENT_TOPICS = (INTAKE_EVENTS, CASEWORK_EVENTS, VEILLE_EVENTS)
 Year = Annotated[int, Query(ge=1900, le=2100, description="calendar year, e.g. 2023")]
 ProgrammeFilter = Annotated[Programme | None, Query()]
@@ -59,6 +64,13 @@ FormatChoice = Annotated[Format, Query(description=(
     " `Total` line); `csv-raw`: the machine form (`,`, snake_case headers, slug values, no total, as"
     " `csv` was before); `xlsx`: the French table as a workbook"))]
 REPORT = responses_for(params=True)
+OnDate = Annotated[date | None, Query(description="the day the data-quality checks are made on (default: today)")]
+IdsParam = Annotated[bool, Query(description=(
+    "also list each check's pseudonymous ids (households, or situations); needs the scope `reports:quality`"))]
+TableFormat = StrEnum("TableFormat", {"JSON": "json", "CSV": "csv", "XLSX": "xlsx"})
+TableFormatChoice = Annotated[TableFormat, Query(description=(
+    "`json`; `csv`: French table for French Excel (`;`, UTF-8 BOM, CRLF, French headers and labels);"
+    " `xlsx`: the same as a workbook"))]
 BREAKDOWN_RESPONSES = REPORT | {200: {
     "description": "the rows and totals (JSON), or the table as a file to download", "model": Breakdown,
     "content": {JSON: {}, "text/csv": {"schema": {"type": "string"}},
@@ -72,9 +84,28 @@ async def projection(request: Request) -> AsyncIterator[asyncpg.Connection]:
         yield conn
 
 
-def report_id(name: str, year: int, **filters: str | None) -> str:
-    """What the audit trail names a report by: `activity:2023:territory=bretagne`."""
-    return ":".join([name, str(year), *(f"{k}={v}" for k, v in filters.items() if v is not None)])
+def report_id(name: str, period: int | date, **filters: str | None) -> str:
+    """What the audit trail names a report by: `activity:2023:territory=bretagne`,
+    `data-quality:2023-12-31:ids=true`."""
+    return ":".join([name, str(period), *(f"{k}={v}" for k, v in filters.items() if v is not None)])
+
+
+async def read_report(request: Request, name: str, period: int | date,
+                      compute: Callable[[asyncpg.Connection], Awaitable[T]], programme: str | None,
+                      territory: str | None, *, needs: str | None = None, details: dict | None = None) -> T:
+    """What `compute` reads in one snapshot of the projections, once the principal may read
+    the territory (and has the scope `needs`, if any), audited as reading report `name`
+    (report_id, with `details` beside the filters)."""
+    async def read() -> T:
+        principal = request_principal(request)
+        authorise_report(principal, territory)
+        if needs is not None and needs not in principal.scopes:
+            raise Forbidden(f"The token lacks the scope {needs}")
+        async with projection(request) as conn:
+            return await compute(conn)
+
+    return await audited_read(request, "read_report", read, object_id=report_id(
+        name, period, **(details or {}), programme=programme, territory=territory))
 
 
 def routes(runtime) -> APIRouter:  # noqa: ANN001
@@ -87,28 +118,20 @@ def routes(runtime) -> APIRouter:  # noqa: ANN001
                        territory: TerritoryFilter = None) -> dict:
         """The headline figures of the year (the bilan), optionally for one programme or territory.
         Scope `reports:read`; a token bound to territories must name one of them in `territory`."""
-        async def read() -> dict:
-            authorise_report(request_principal(request), territory)
-            async with projection(request) as conn:
-                return await reports.activity(conn, year, programme, territory)
-
-        return await audited_read(request, "read_report", read,
-                                  object_id=report_id("activity", year, programme=programme, territory=territory))
+        return await read_report(request, "activity", year,
+                                 lambda conn: reports.activity(conn, year, programme, territory), programme, territory)
 
     @router.get("/v1/reports/activity/breakdown", tags=["reports"], responses=BREAKDOWN_RESPONSES)
     async def breakdown(request: Request, year: Year, by: Dimension, format: FormatChoice = Format.JSON,  # noqa: A002
                         programme: ProgrammeFilter = None, territory: TerritoryFilter = None) -> Response:
         """The figures split by one dimension; rows add up to the headline figures.
         Scope `reports:read`; a token bound to territories must name one of them in `territory`."""
-        async def read() -> tuple[list[dict], dict]:
-            authorise_report(request_principal(request), territory)
-            async with projection(request) as conn:
-                return (await reports.breakdown(conn, year, by.value, programme, territory),
-                        await reports.activity(conn, year, programme, territory))
+        async def compute(conn: asyncpg.Connection) -> tuple[list[dict], dict]:
+            return (await reports.breakdown(conn, year, by.value, programme, territory),
+                    await reports.activity(conn, year, programme, territory))
 
-        rows, totals = await audited_read(
-            request, "read_report", read,
-            object_id=report_id("breakdown", year, by=by.value, programme=programme, territory=territory))
+        rows, totals = await read_report(request, "breakdown", year, compute, programme, territory,
+                                         details={"by": by.value})
         if format is Format.JSON:
             return JSONResponse({"year": year, "by": by.value, "rows": rows, "totals": totals})
         if format is Format.CSV_RAW:
@@ -137,14 +160,12 @@ def routes(runtime) -> APIRouter:  # noqa: ANN001
         by outcome and median duration), each with its definition. The printable page
         `/reports/{year}` renders the same document.
         Scope `reports:read`; a token bound to territories must name one of them in `territory`."""
-        async def read() -> dict:
-            authorise_report(request_principal(request), territory)
-            async with projection(request) as conn:
-                return {**await bilan.document(conn, year, programme, territory),
-                        "data_as_of": await projection_state(conn, runtime)}
+        async def compute(conn: asyncpg.Connection) -> dict:
+            return {**await bilan.document(conn, year, programme, territory),
+                    "follow_up": await bilan.follow_up(conn, year, programme, territory),
+                    "data_as_of": await projection_state(conn, runtime)}
 
-        return await audited_read(request, "read_report", read,
-                                  object_id=report_id("bilan", year, programme=programme, territory=territory))
+        return await read_report(request, "bilan", year, compute, programme, territory)
 
     @router.get("/v1/reports/funder", tags=["reports"], response_model=FunderDocument, responses=REPORT)
     async def funder_json(request: Request, year: Year, programme: Annotated[Programme, Query()],
@@ -154,13 +175,49 @@ def routes(runtime) -> APIRouter:  # noqa: ANN001
         accompaniment, DALO priority and youth rehousings, closures and their median duration;
         each beside the year before, with its definition.
         Scope `reports:read`; a token bound to territories must name one of them in `territory`."""
-        async def read() -> dict:
-            authorise_report(request_principal(request), territory)
-            async with projection(request) as conn:
-                return await bilan.funder(conn, year, programme.value, territory)
+        return await read_report(request, "funder", year,
+                                 lambda conn: bilan.funder(conn, year, programme.value, territory),
+                                 programme.value, territory)
 
-        return await audited_read(request, "read_report", read,
-                                  object_id=report_id("funder", year, programme=programme.value, territory=territory))
+    @router.get("/v1/reports/follow-up", tags=["reports"], response_model=FollowUpDocument, responses=REPORT)
+    async def follow_up(request: Request, year: Year, programme: ProgrammeFilter = None,
+                        territory: TerritoryFilter = None) -> dict:
+        """The follow-up of veille decisions (the bilan's `follow_up`): actions decided in the
+        year and what became of them (completed by their due date, late, cancelled, still
+        open), actions overdue on 31 December, the median days from a situation's escalation
+        to its first review and from that review to its resolution; beside the year before,
+        by programme and by territory (the household's), each with its French definition.
+        Scope `reports:read`; a token bound to territories must name one of them in `territory`."""
+        return await read_report(request, "follow-up", year,
+                                 lambda conn: bilan.follow_up(conn, year, programme, territory), programme, territory)
+
+    @router.get("/v1/reports/data-quality", tags=["reports"], responses=REPORT | {200: {
+        "description": "the checks and their counts (JSON), or the table as a file", "model": DataQuality,
+        "content": {JSON: {}, "text/csv": {"schema": {"type": "string"}},
+                    exports.XLSX_MEDIA_TYPE: {"schema": {"type": "string", "format": "binary"}}}}})
+    async def data_quality(request: Request, on: OnDate = None, programme: ProgrammeFilter = None,
+                           territory: TerritoryFilter = None, ids: IdsParam = False,
+                           format: TableFormatChoice = TableFormat.JSON) -> Response:  # noqa: A002
+        """The records a manager should look at as of `on` (default today): open accompaniments
+        with no recent interview, closures with no known outcome, households whose referent
+        holds no more interviews, escalated situations never reviewed in a veille meeting;
+        each check with its French definition and thresholds (settings ALFI_DATA_QUALITY_*),
+        counted in all, by programme and by territory (the household's). Erased households are
+        left out. `ids=true` also lists the pseudonymous ids of each check (scope
+        `reports:quality` besides `reports:read`: 403 without). Scope `reports:read`; a token
+        bound to territories must name one of them in `territory`."""
+        day = on or date.today()
+        thresholds = quality.Thresholds.of(runtime.settings)
+        answer = await read_report(
+            request, "data-quality", day, lambda conn: quality.report(conn, day, thresholds, programme, territory, ids),
+            programme, territory, needs=QUALITY if ids else None, details={"ids": "true"} if ids else None)
+        if format is TableFormat.JSON:
+            return JSONResponse(jsonable_encoder(answer))
+        table = quality.french_table(answer, with_ids=ids)
+        name = f"qualite-{day.isoformat()}" + ("-identifiants" if ids else "")
+        if format is TableFormat.XLSX:
+            return download(exports.xlsx(table, f"Qualité {day.isoformat()}"), exports.XLSX_MEDIA_TYPE, f"{name}.xlsx")
+        return download(exports.french_csv(table), exports.CSV_MEDIA_TYPE, f"{name}.csv")
 
     @router.post("/v1/reports/links", tags=["reports"], status_code=201,
                  responses=responses_for(body=True, answer=(201, ReportLink, "The link, to open in a browser")))
@@ -278,26 +335,30 @@ def page_routes(runtime) -> APIRouter:  # noqa: ANN001
         if (redirect := await page_reader(request, year, credentials, link, cookie)) is not None:
             return redirect
 
-        async def read() -> str:
+        chosen = programme and programme.value
+
+        async def compute(conn: asyncpg.Connection) -> str:
             principal = request_principal(request)
-            authorise_report(principal, territory)
-            async with projection(request) as conn:
-                document = await bilan.document(conn, year, programme and programme.value, territory)
-                months = await reports.breakdown(conn, year, "month", programme and programme.value, territory)
-                state = await projection_state(conn, runtime)
-                territories = sorted(principal.territories) or await known_territories(conn)
-                frozen = await conn.fetchrow(
-                    f"SELECT frozen_at, sha256, figures->'bilan' AS bilan FROM {generations.BASE}.frozen_years"
-                    " WHERE year = $1", year)
-            if frozen is not None and frozen["bilan"] and not programme and not territory:
-                document = json.loads(frozen["bilan"])  # the whole association's bilan, as frozen
+            document = {**await bilan.document(conn, year, chosen, territory),
+                        "follow_up": await bilan.follow_up(conn, year, chosen, territory)}
+            months = await reports.breakdown(conn, year, "month", chosen, territory)
+            state = await projection_state(conn, runtime)
+            territories = sorted(principal.territories) or await known_territories(conn)
+            frozen = await conn.fetchrow(
+                f"SELECT frozen_at, sha256, figures->'bilan' AS bilan, figures->'follow_up' AS follow_up"
+                f" FROM {generations.BASE}.frozen_years WHERE year = $1", year)
+            shown = frozen is not None and frozen["bilan"] is not None and not programme and not territory
+            if shown:
+                # The whole association's bilan, as frozen; the follow-up too once freeze.py
+                # freezes it, else today's, said so on the page.
+                document = {**json.loads(frozen["bilan"]), "follow_up": json.loads(frozen["follow_up"])
+                            if frozen["follow_up"] else {**document["follow_up"], "not_frozen": True}}
             return render_bilan(document, state, territories, [p.value for p in Programme],
                                 [(month_label(r["month"]), r["interviews_held"]) for r in months if r["month"]],
-                                frozen and {**frozen, "shown": document is not None and frozen["bilan"] is not None
-                                            and not programme and not territory})
+                                frozen and {**frozen, "shown": shown})
 
-        return HTMLResponse(await audited_read(request, "read_report", read, object_id=report_id(
-            "page", year, programme=programme and programme.value, territory=territory)), headers=PAGE_HEADERS)
+        return HTMLResponse(await read_report(request, "page", year, compute, chosen, territory),
+                            headers=PAGE_HEADERS)
 
     @router.get("/reports/{year}/funders/{programme}", response_class=HTMLResponse, responses=PAGE)
     async def funder_page(request: Request, year: PageYear, programme: Annotated[Programme, Path()],
@@ -308,14 +369,35 @@ def page_routes(runtime) -> APIRouter:  # noqa: ANN001
         if (redirect := await page_reader(request, year, credentials, link, cookie)) is not None:
             return redirect
 
-        async def read() -> str:
-            authorise_report(request_principal(request), territory)
-            async with projection(request) as conn:
-                return render_funder(await bilan.funder(conn, year, programme.value, territory),
-                                     await projection_state(conn, runtime))
+        async def compute(conn: asyncpg.Connection) -> str:
+            return render_funder(await bilan.funder(conn, year, programme.value, territory),
+                                 await projection_state(conn, runtime))
 
-        return HTMLResponse(await audited_read(request, "read_report", read, object_id=report_id(
-            "funder-page", year, programme=programme.value, territory=territory)), headers=PAGE_HEADERS)
+        return HTMLResponse(await read_report(request, "funder-page", year, compute, programme.value, territory),
+                            headers=PAGE_HEADERS)
+
+    @router.get("/reports/{year}/quality", response_class=HTMLResponse, responses=PAGE)
+    async def quality_page(request: Request, year: PageYear, on: OnDate = None, programme: ProgrammeFilter = None,
+                           territory: TerritoryFilter = None, link: LinkParam = None,
+                           credentials: Credentials = None, cookie: LinkCookie = None) -> Response:
+        """The data-quality report (`/v1/reports/data-quality`, counts and definitions, no ids)
+        as a page for managers, as of `on`, a day of the year (default: 31 December, or today
+        during the year); read like `/reports/{year}`."""
+        if (redirect := await page_reader(request, year, credentials, link, cookie)) is not None:
+            return redirect
+        day = on or min(date(year, 12, 31), date.today())
+        if day.year != year:
+            raise Invalid(f"on must be a day of {year}", field="on")
+        chosen = programme and programme.value
+
+        async def compute(conn: asyncpg.Connection) -> str:
+            report = await quality.report(conn, day, quality.Thresholds.of(runtime.settings), chosen, territory)
+            territories = sorted(request_principal(request).territories) or await known_territories(conn)
+            return render_quality(report, await projection_state(conn, runtime), territories,
+                                  [p.value for p in Programme], year)
+
+        return HTMLResponse(await read_report(request, "quality-page", day, compute, chosen, territory),
+                            headers=PAGE_HEADERS)
 
     return router
 
@@ -329,8 +411,7 @@ async def known_territories(conn: asyncpg.Connection) -> list[str]:
 PUBLISH = Authorised("reports:publish")
 # What an external audience may see split: not per worker (a pseudonymous person).
 Published = StrEnum("Published", {name: name for name in reports.DIMENSIONS if name != "worker"})
-PublishedFormat = StrEnum("PublishedFormat", {"JSON": "json", "CSV": "csv", "XLSX": "xlsx"})
-PublishedFormatChoice = Annotated[PublishedFormat, Query(description=(
+PublishedFormatChoice = Annotated[TableFormat, Query(description=(
     "`json` (a withheld count is null); `csv`: the French table, a withheld count written `s`"
     " (secret statistique); `xlsx`: the same as a workbook"))]
 
@@ -342,25 +423,21 @@ def published_routes(runtime) -> APIRouter:  # noqa: ANN001
         **BREAKDOWN_RESPONSES[200], "model": PublishedBreakdown,
         "description": "the rows and totals with withheld counts (JSON), or the table as a file"}})
     async def published(request: Request, year: Year, by: Published,
-                        format: PublishedFormatChoice = PublishedFormat.JSON) -> Response:  # noqa: A002
+                        format: PublishedFormatChoice = TableFormat.JSON) -> Response:  # noqa: A002
         """The breakdown for an external audience (funders, the public), scope
         `reports:publish`: whole association, no filters, no per-worker split; every count of 1
         to 4 withheld, and enough others with it that no withheld count can be worked out from
         the totals and the other figures (README "Publishing safely", services/stats/suppression.py)."""
-        async def read() -> tuple[list[dict], dict]:
-            authorise_report(request_principal(request), None)
-            async with projection(request) as conn:
-                return (await reports.breakdown(conn, year, by.value),
-                        await reports.activity(conn, year))
+        async def compute(conn: asyncpg.Connection) -> tuple[list[dict], dict]:
+            return await reports.breakdown(conn, year, by.value), await reports.activity(conn, year)
 
-        rows, totals = await audited_read(request, "read_report", read,
-                                          object_id=report_id("published", year, by=by.value))
+        rows, totals = await read_report(request, "published", year, compute, None, None, details={"by": by.value})
         rows, totals = suppression.publish(rows, totals, reports.FIGURES)
-        if format is PublishedFormat.JSON:
+        if format is TableFormat.JSON:
             return JSONResponse({"year": year, "by": by.value, "threshold": suppression.THRESHOLD,
                                  "rows": rows, "totals": totals})
         table = exports.french_table(by.value, rows, totals, withheld=exports.WITHHELD)
-        if format is PublishedFormat.XLSX:
+        if format is TableFormat.XLSX:
             return download(exports.xlsx(table, f"Bilan {year}"), exports.XLSX_MEDIA_TYPE,
                             f"bilan-{year}-{by.value}-publie.xlsx")
         return download(exports.french_csv(table), exports.CSV_MEDIA_TYPE, f"bilan-{year}-{by.value}-publie.csv")

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+from datetime import date
 from pathlib import Path
 
 import asyncpg
@@ -14,7 +15,7 @@ from services.common.consumer import Restart, TransactionalConsumer
 from services.common.deadletters import dead_letter_writer
 from services.common.service import Runtime, ServiceDefinition, create_app as create_service_app
 
-from . import freeze, generations
+from . import freeze, generations, quality
 from .projector import Projector, finalise
 from .routes import routes as report_routes
 
@@ -56,6 +57,21 @@ async def anonymise_erased(runtime: Runtime, interval: float = 5.0) -> None:
         await asyncio.sleep(interval)
 
 
+async def count_data_quality(runtime: Runtime) -> None:
+    """Every ALFI_DATA_QUALITY_INTERVAL_SECONDS, the data-quality checks as of today for
+    Prometheus (quality.observe), beside their alert thresholds; a failure keeps the last
+    counts until the next round."""
+    settings = runtime.settings
+    quality.set_thresholds(settings)
+    thresholds = quality.Thresholds.of(settings)
+    while True:
+        try:
+            await quality.observe(runtime.pool, thresholds, date.today())
+        except Exception as error:  # noqa: BLE001 - retried next round; the log tells
+            log.warning("data_quality_count_failed", error=type(error).__name__)
+        await asyncio.sleep(settings.data_quality_interval_seconds)
+
+
 def routes(runtime: Runtime) -> APIRouter:
     """The reports API and the frozen bilans."""
     router = APIRouter()
@@ -74,7 +90,7 @@ DEFINITION = ServiceDefinition(
     on_start=on_start,
     publishes=tuple(dead_letter_topic(t) for t in EVENT_TOPICS),
     ready_when_caught_up=True,
-    background=lambda runtime: [anonymise_erased(runtime)],
+    background=lambda runtime: [anonymise_erased(runtime), count_data_quality(runtime)],
     description="Reporting read models built from every service's events, and the reports API.",
 )
 

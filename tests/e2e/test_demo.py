@@ -1,16 +1,21 @@
 """The demo end to end: a realistic 2022-2024 through the public HTTP APIs gives the 2023
-bilan exactly, even when stats is killed with -9 while working through its backlog."""
+bilan exactly, even when stats is killed with -9 while working through its backlog; and
+its data-quality report lists exactly what a direct count over the demo's commands finds."""
 
 from __future__ import annotations
 
 import asyncio
 import os
+from collections import Counter
+from datetime import date, timedelta
 
 import httpx
 import pytest
 
 from demo.__main__ import bilan, send
-from demo.dataset import BILAN_2023, build
+from prometheus_client.parser import text_string_to_metric_families
+
+from demo.dataset import BILAN_2023, Dataset, build
 from tests import infra
 from tests.conftest import fresh_database
 from tests.e2e.conftest import _stack
@@ -65,3 +70,93 @@ async def test_stats_is_ready_only_once_caught_up(demo_stack):
             return (await http.get(f"{demo_stack.url('stats')}/health/ready")).status_code == 200
 
         await wait_until(ready, timeout=60)
+
+
+def expected_quality(dataset: Dataset, on: date, interview_days: int = 90, referent_days: int = 90,
+                     review_days: int = 60) -> dict[str, dict[str, tuple[str, str]]]:
+    """check -> id -> (programme, territory) of every record the data-quality report should
+    list as of `on` (services/stats/quality.py's definitions, default thresholds), counted
+    directly over the demo's commands: enrolments, closures, erasures, interviews and their
+    cancellations, escalations, resolutions and meetings (the demo changes no referent)."""
+    day = date.fromisoformat
+    households, closures, erased = {}, {}, set()
+    interviews, cancelled, situations, resolved, first_review = {}, set(), {}, {}, {}
+    for commands in dataset.phases.values():
+        for _, method, path, body in commands:
+            parts = path.strip("/").split("/")  # v1, collection, id, sub-resource
+            if path == "/v1/households":
+                households[body["household_id"]] = body
+            elif parts[1] == "households" and parts[-1] == "closure":
+                closures[parts[2]] = body
+            elif parts[1] == "households" and method == "DELETE":
+                erased.add(parts[2])
+            elif path == "/v1/interviews":
+                interviews[body["interview_id"]] = body
+            elif parts[1] == "interviews" and parts[-1] == "cancellation":
+                cancelled.add(parts[2])
+            elif path == "/v1/situations":
+                situations[body["situation_id"]] = body
+            elif parts[1] == "situations" and parts[-1] == "resolution":
+                resolved[parts[2]] = day(body["resolved_on"])
+            elif path == "/v1/meetings":
+                for review in body["reviewed"]:
+                    held = day(body["held_on"])
+                    first_review[review["situation_id"]] = min(first_review.get(review["situation_id"], held), held)
+    held = [(b["household_id"], b["worker_id"], day(b["held_on"])) for i, b in interviews.items() if i not in cancelled]
+    interviewed = {h for h, _, d in held if on - timedelta(interview_days) < d <= on}
+    active = {w for _, w, d in held if on - timedelta(referent_days) < d <= on}
+    live = {h: b for h, b in households.items() if h not in erased}
+    closed = {h: day(closures[h]["closed_on"]) for h in live if h in closures}
+    open_ = [h for h, b in live.items() if day(b["enrolled_on"]) <= on and (h not in closed or closed[h] > on)]
+
+    def where(household: str) -> tuple[str, str]:
+        return live[household]["programme"], live[household]["territory"]
+
+    return {
+        "no_recent_interview": {h: where(h) for h in open_ if h not in interviewed
+                                and day(live[h]["enrolled_on"]) <= on - timedelta(interview_days)},
+        "closure_outcome_unknown": {h: where(h) for h, d in closed.items() if d <= on and not closures[h].get("outcome")},
+        "referent_inactive": {h: where(h) for h in open_ if live[h]["referent_worker_id"] not in active},
+        "situation_not_reviewed": {
+            s: where(b["household_id"]) for s, b in situations.items()
+            if b["household_id"] in live and day(b["escalated_on"]) <= on - timedelta(review_days)
+            and not (s in resolved and resolved[s] <= on) and not (s in first_review and first_review[s] <= on)},
+    }
+
+
+def counted_by(expected: dict[str, dict[str, tuple[str, str]]], position: int) -> dict[str, dict[str, int]]:
+    """value (programme: 0, territory: 1) -> check -> count, as the report's rows give them."""
+    counts: dict[str, Counter] = {}
+    for check, found in expected.items():
+        for where in found.values():
+            counts.setdefault(where[position], Counter())[check] += 1
+    return {value: {check: counts[value][check] for check in expected} for value in counts}
+
+
+async def test_the_data_quality_report_matches_a_count_over_the_demo_s_commands(demo_stack):
+    """After the tests above (the demo sent, stats caught up): every check's ids and counts
+    as of two days, and the Prometheus gauges as of today."""
+    dataset = build()
+    async with httpx.AsyncClient(headers=demo_stack.auth, timeout=60) as http:
+        for on in (date(2023, 12, 31), date(2024, 6, 30)):
+            expected = expected_quality(dataset, on)
+            response = await http.get(f"{demo_stack.url('stats')}/v1/reports/data-quality",
+                                      params={"on": on.isoformat(), "ids": "true"})
+            assert response.status_code == 200, response.text
+            report = response.json()
+            assert {c["check"]: set(c["ids"]) for c in report["checks"]} == {
+                check: set(found) for check, found in expected.items()}, on
+            assert {c["check"]: c["count"] for c in report["checks"]} == {k: len(v) for k, v in expected.items()}
+            assert {r["value"]: r["counts"] for r in report["by_programme"]} == counted_by(expected, 0)
+            assert {r["value"]: r["counts"] for r in report["by_territory"]} == counted_by(expected, 1)
+
+        # stats counts them as of today every minute for Prometheus.
+        today = {check: len(found) for check, found in expected_quality(dataset, date.today()).items()}
+
+        async def gauges() -> bool:
+            text = (await http.get(f"{demo_stack.url('stats')}/metrics")).text
+            found = {s.labels["check"]: s.value for family in text_string_to_metric_families(text)
+                     if family.name == "alfi_data_quality_issues" for s in family.samples}
+            return found == today
+
+        await wait_until(gauges, timeout=120, interval=2)

@@ -130,3 +130,51 @@ async def test_freshness_rows_come_in_topic_order_whatever_the_poll_s_order():
     prepared = await Projector("stats").prepare(batches)
     assert list(prepared.rows["freshness"]) == ["alfi.casework.events", "alfi.intake.events", "alfi.veille.events"]
     assert not prepared.letters
+
+
+def decided(household_id, situation_id, decided_on: date, due_on: date, action_id=None):  # noqa: ANN001, ANN201
+    return ev.ActionDecided(action_id=action_id or uuid4(), meeting_id=uuid4(), situation_id=situation_id,
+                            household_id=household_id, decided_on=decided_on, kind="home_visit",
+                            owner_worker_id="sw-008", due_on=due_on)
+
+
+def test_an_action_s_decision_and_its_end_make_one_row_in_any_order():
+    h, s = uuid4(), uuid4()
+    action = decided(h, s, date(2023, 3, 1), date(2023, 4, 1))
+    done = ev.ActionCompleted(action_id=action.action_id, household_id=h, completed_on=date(2023, 4, 9))
+    dropped = ev.ActionCancelled(action_id=action.action_id, household_id=h, cancelled_on=date(2023, 5, 2),
+                                 reason="no_longer_needed")
+    expected = [action.action_id, h, s, action.meeting_id, date(2023, 3, 1), date(2023, 4, 1), date(2023, 4, 9),
+                date(2023, 5, 2)]
+    for order in itertools.permutations([(action, T0), (done, T0), (dropped, T0)]):
+        assert folded(list(order))["actions"] == {action.action_id: expected}
+
+
+@pytest.mark.parametrize("ending", ["completed", "cancelled"])
+def test_an_action_s_end_alone_carries_its_household_and_no_decision(ending):
+    h, a = uuid4(), uuid4()
+    event = (ev.ActionCompleted(action_id=a, household_id=h, completed_on=date(2023, 4, 9)) if ending == "completed"
+             else ev.ActionCancelled(action_id=a, household_id=h, cancelled_on=date(2023, 4, 9), reason="other"))
+    row = folded([(event, T0)])["actions"][a]
+    assert row[:6] == [a, h, None, None, None, None]
+    assert row[6:] == ([date(2023, 4, 9), None] if ending == "completed" else [None, date(2023, 4, 9)])
+
+
+def test_an_action_read_without_its_key_keeps_every_fact_stats_projects():
+    """Kind, owner and cancellation reason are sealed; no figure needs them."""
+    h, s = uuid4(), uuid4()
+    action = decided(h, s, date(2023, 3, 1), date(2023, 4, 1))
+    rows: dict = defaultdict(dict)
+    envelope, fields = read(encode(make_event(action, time=T0, seal=lambda data, aad, clear: "v1." + "A" * 40)),
+                            lambda *a: None)
+    FOLDS[envelope["type"]](rows, fields, envelope["time"])
+    assert rows["actions"][action.action_id] == [action.action_id, h, s, action.meeting_id, date(2023, 3, 1),
+                                                 date(2023, 4, 1), None, None]
+
+
+def test_a_re_review_is_one_row_per_situation_and_meeting():
+    h, s, m = uuid4(), uuid4(), uuid4()
+    scheduled = ev.ReReviewScheduled(situation_id=s, household_id=h, meeting_id=m, scheduled_on=date(2023, 3, 1),
+                                     review_on=date(2023, 6, 1))
+    assert folded([(scheduled, T0), (scheduled, T0)])["re_reviews"] == {
+        (s, m): [s, m, h, date(2023, 3, 1), date(2023, 6, 1)]}
