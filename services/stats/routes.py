@@ -31,6 +31,7 @@ from services.common import audit
 from services.common.access import Forbidden, authorise_report
 from services.common.auth import LINK_TTL_MAX, mint_report_link, principal_of_link
 from services.common.errors import Invalid
+from services.common.exports import download
 from services.common.http import (Authorised, audited_read, bearer, request_context, request_principal,
                                   require_scope)
 from services.common.problems import JSON, responses_for
@@ -265,10 +266,6 @@ async def projection_state(conn: asyncpg.Connection, runtime) -> dict:  # noqa: 
         "topics": {r["topic"]: {"last_event_time": r["last_event_time"], "applied_at": r["applied_at"]}
                    for r in freshness},
     }
-
-
-def download(body: bytes, media_type: str, filename: str) -> Response:
-    return Response(body, media_type=media_type, headers={"Content-Disposition": f'attachment; filename="{filename}"'})
 
 
 
