@@ -120,16 +120,40 @@ async def bilan(base: dict[str, str], bearer: str, year: int = 2023, timeout: fl
     return previous or {}
 
 
-def print_follow_up(dataset: Dataset, year: int = 2023) -> None:
-    """What the commands decided for the year's veille follow-up (Dataset.actions)."""
+async def report_of(base: dict[str, str], bearer: str, path: str, **params: str | int) -> dict:
+    async with aiohttp.ClientSession(headers={"Authorization": f"Bearer {bearer}"}) as http:
+        async with http.get(f"{base['stats']}{path}", params=params) as response:
+            return await response.json() if response.status == 200 else {}
+
+
+def print_follow_up(dataset: Dataset, follow_up: dict, year: int = 2023) -> bool:
+    """The year's veille follow-up from the reports API beside what the commands decided
+    (Dataset.actions); True when they agree."""
     actions = [a for a in dataset.actions() if a.decided_on.year == year]
     completed = [a for a in actions if a.completed_on is not None]
     late = sum(a.completed_on > a.due_on for a in completed)
     cancelled = sum(a.cancelled_on is not None for a in actions)
+    sent = {"actions_decided": len(actions), "actions_completed_on_time": len(completed) - late,
+            "actions_completed_late": late, "actions_cancelled": cancelled,
+            "actions_open": len(actions) - len(completed) - cancelled}
+    figures = {f["figure"]: f for f in follow_up.get("figures", [])}
+    print(f"\n{year} veille follow-up, from the stats reports API   platform   sent")
+    ok = True
+    for figure, f in figures.items():
+        expected = sent.get(figure)
+        ok &= expected is None or f["value"] == expected
+        mark = "" if expected is None else ("ok" if f["value"] == expected else "DIFFERS")
+        print(f"  {f['label']:<52} {f['value'] if f['value'] is not None else '-':>6}   "
+              f"{'' if expected is None else expected:>6}   {mark}")
     re_reviews = sum(r.scheduled_on.year == year for r in dataset.re_reviews())
-    print(f"\n{year} veille follow-up sent: {len(actions)} actions decided, {len(completed)} completed"
-          f" ({late} after their due date), {cancelled} cancelled, {len(actions) - len(completed) - cancelled}"
-          f" left open; {re_reviews} re-reviews scheduled")
+    print(f"  re-reviews scheduled (sent): {re_reviews}")
+    return ok and bool(figures)
+
+
+def print_data_quality(quality: dict, on: str) -> None:
+    print(f"\nData quality as of {on}, from the stats reports API")
+    for check in quality.get("checks", []):
+        print(f"  {check.get('label', check.get('check')):<60} {check.get('count', '-'):>6}")
 
 
 def print_bilan(report: dict) -> bool:
@@ -161,7 +185,8 @@ async def main() -> int:
         print(f"  sent in {time.perf_counter() - started:.1f}s; waiting for stats to catch up...")
     report = await bilan(base, bearer)
     ok = print_bilan(report)
-    print_follow_up(dataset)
+    ok &= print_follow_up(dataset, await report_of(base, bearer, "/v1/reports/follow-up", year=2023))
+    print_data_quality(await report_of(base, bearer, "/v1/reports/data-quality", on="2023-12-31"), "2023-12-31")
     for refusal in refusals[:20]:
         print("refused:", refusal)
     if refusals:

@@ -91,6 +91,7 @@ PARTS: dict[str, Callable[[asyncpg.Connection, int], Awaitable[Any]]] = {
     "breakdowns": _breakdowns,
     "bilan": bilan.document,
     "funders": _funders,
+    "follow_up": bilan.follow_up,
 }
 
 
