@@ -137,13 +137,13 @@ def print_follow_up(dataset: Dataset, follow_up: dict, year: int = 2023) -> bool
             "actions_completed_late": late, "actions_cancelled": cancelled,
             "actions_open": len(actions) - len(completed) - cancelled}
     figures = {f["figure"]: f for f in follow_up.get("figures", [])}
-    print(f"\n{year} veille follow-up, from the stats reports API   platform   sent")
+    print(f"\n{year} veille follow-up, from the stats reports API" + " " * 20 + "platform   sent")
     ok = True
     for figure, f in figures.items():
         expected = sent.get(figure)
         ok &= expected is None or f["value"] == expected
         mark = "" if expected is None else ("ok" if f["value"] == expected else "DIFFERS")
-        print(f"  {f['label']:<52} {f['value'] if f['value'] is not None else '-':>6}   "
+        print(f"  {f['label']:<58} {f['value'] if f['value'] is not None else '-':>6}   "
               f"{'' if expected is None else expected:>6}   {mark}")
     re_reviews = sum(r.scheduled_on.year == year for r in dataset.re_reviews())
     print(f"  re-reviews scheduled (sent): {re_reviews}")
