@@ -73,7 +73,13 @@ REFUSE_REPEAT = {"close_accompaniment", "cancel_interview", "resolve_situation"}
 WINDOWS = {"households": (0.0, 0.3), "cases": (0.03, 0.85), "meetings": (0.35, 0.9), "corrections": (0.4, 0.92),
            "referents": (0.3, 0.9), "closures": (0.5, 0.95), "erasures": (0.95, 1.0)}
 ORDER = ("households", "cases", "meetings", "corrections", "referents", "closures", "erasures")
-assert set(ORDER) == {*PHASES, "referents"}
+# Not yet under faults: the veille follow-up (the demo's "follow-up" phase, and the actions
+# and re-reviews its meetings decide, which plan() leaves out of the meetings). Their
+# events would need verify.py's expected facts; tests/integration/test_veille_follow_up.py
+# and tests/e2e/test_demo.py cover them without faults.
+NOT_UNDER_FAULTS = {"follow-up"}
+assert set(ORDER) == {*PHASES, "referents"} - NOT_UNDER_FAULTS
+FOLLOW_UP_FIELDS = ("actions", "re_review_on")
 
 
 @dataclass
@@ -143,7 +149,8 @@ def plan(seed: int, share: float, kafka_share: float) -> list[Command]:
             if name == "record_meeting":
                 # The meeting reviews the situations of the households kept; one left with
                 # none is dropped (the contract wants at least one, whatever DESIGN.md says).
-                data = body = dict(data, reviewed=[r for r in data["reviewed"] if r["situation_id"] in household_of])
+                data = body = dict(data, reviewed=[{k: v for k, v in r.items() if k not in FOLLOW_UP_FIELDS}
+                                                   for r in data["reviewed"] if r["situation_id"] in household_of])
                 if not data["reviewed"]:
                     continue
             elif name == "record_workshop" and rng.random() >= share:
