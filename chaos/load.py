@@ -15,10 +15,12 @@ or closure after the household's previous intake command, an interview, rehousin
 escalation after the enrolment (casework and veille may not have replicated it yet: HTTP
 answers 409 `household_not_yet_known` and is retried; over Kafka the platform must
 retry), a cancellation or resolution after its creation, a meeting after the escalations
-it reviews. Two cases stay on HTTP because only an HTTP answer says the command has taken
-effect: situations reviewed in meetings (a meeting needs them recorded), and households
-whose personal data is erased at the end (an erasure stops casework and veille from
-recording anything more about the household, so all of it must be in before).
+it reviews, an action's completion or cancellation after the meeting that decided it.
+Some cases stay on HTTP because only an HTTP answer says the command has taken effect:
+situations reviewed in meetings (a meeting needs them recorded), meetings that decide
+actions and those actions' completions and cancellations, and households whose personal
+data is erased at the end (an erasure stops casework and veille from recording anything
+more about the household, so all of it must be in before).
 
 HTTP clients retry on connection errors, 5xx (503 honouring Retry-After) and 409
 `household_not_yet_known` (honouring Retry-After); every answer is counted. After an
@@ -61,25 +63,24 @@ ROUTES: list[tuple[str, str, re.Pattern[str], str, str | None]] = [
         ("veille", "POST", r"/v1/situations", "escalate_situation", None),
         ("veille", "POST", r"/v1/situations/([^/]+)/resolution", "resolve_situation", "situation_id"),
         ("veille", "POST", r"/v1/meetings", "record_meeting", None),
+        ("veille", "POST", r"/v1/actions/([^/]+)/completion", "complete_action", "action_id"),
+        ("veille", "POST", r"/v1/actions/([^/]+)/cancellation", "cancel_action", "action_id"),
     )
 ]
 CREATES = {"enrol_household": "household_id", "record_interview": "interview_id", "record_workshop": "workshop_id",
            "confirm_rehousing": "rehousing_id", "escalate_situation": "situation_id", "record_meeting": "meeting_id"}
 # Change commands that refuse a repeat with 409: after an unknown outcome, that answer
 # says the first attempt was recorded.
-REFUSE_REPEAT = {"close_accompaniment", "cancel_interview", "resolve_situation"}
+REFUSE_REPEAT = {"close_accompaniment", "cancel_interview", "resolve_situation", "complete_action", "cancel_action"}
+# An action's completion or cancellation goes over HTTP, after its meeting was answered:
+# over Kafka it could be read before the meeting's command and be dead-lettered (404).
+FOLLOW_UP = ("complete_action", "cancel_action")
 # When each phase's commands are due, as a share of the load's duration. The windows
 # overlap: interviews start while households are still being enrolled.
-WINDOWS = {"households": (0.0, 0.3), "cases": (0.03, 0.85), "meetings": (0.35, 0.9), "corrections": (0.4, 0.92),
-           "referents": (0.3, 0.9), "closures": (0.5, 0.95), "erasures": (0.95, 1.0)}
-ORDER = ("households", "cases", "meetings", "corrections", "referents", "closures", "erasures")
-# Not yet under faults: the veille follow-up (the demo's "follow-up" phase, and the actions
-# and re-reviews its meetings decide, which plan() leaves out of the meetings). Their
-# events would need verify.py's expected facts; tests/integration/test_veille_follow_up.py
-# and tests/e2e/test_demo.py cover them without faults.
-NOT_UNDER_FAULTS = {"follow-up"}
-assert set(ORDER) == {*PHASES, "referents"} - NOT_UNDER_FAULTS
-FOLLOW_UP_FIELDS = ("actions", "re_review_on")
+WINDOWS = {"households": (0.0, 0.3), "cases": (0.03, 0.85), "meetings": (0.35, 0.9), "follow-up": (0.4, 0.93),
+           "corrections": (0.4, 0.92), "referents": (0.3, 0.9), "closures": (0.5, 0.95), "erasures": (0.95, 1.0)}
+ORDER = ("households", "cases", "meetings", "follow-up", "corrections", "referents", "closures", "erasures")
+assert set(ORDER) == {*PHASES, "referents"}
 
 
 @dataclass
@@ -149,19 +150,21 @@ def plan(seed: int, share: float, kafka_share: float) -> list[Command]:
             if name == "record_meeting":
                 # The meeting reviews the situations of the households kept; one left with
                 # none is dropped (the contract wants at least one, whatever DESIGN.md says).
-                data = body = dict(data, reviewed=[{k: v for k, v in r.items() if k not in FOLLOW_UP_FIELDS}
-                                                   for r in data["reviewed"] if r["situation_id"] in household_of])
+                data = body = dict(data, reviewed=[r for r in data["reviewed"] if r["situation_id"] in household_of])
                 if not data["reviewed"]:
                     continue
             elif name == "record_workshop" and rng.random() >= share:
                 continue
             household = data.get("household_id") or household_of.get(data.get("interview_id") or data.get(
-                "situation_id", ""))
+                "situation_id") or data.get("action_id", ""))
             if name not in ("record_meeting", "record_workshop") and household not in kept:
                 continue
             for id_field in ("interview_id", "situation_id"):
                 if name in ("record_interview", "escalate_situation") and id_field in data:
                     household_of[data[id_field]] = household
+            if name == "record_meeting":
+                household_of.update({a["action_id"]: household_of[r["situation_id"]]
+                                     for r in data["reviewed"] for a in r.get("actions", [])})
             key = household or data.get("workshop_id") or data["meeting_id"]
             commands.append(Command(len(commands), phase, service, method, path, body, name, data, household, key))
     _order(commands)
@@ -190,6 +193,9 @@ def _order(commands: list[Command]) -> None:
             command.after = [created[command.data["situation_id"]]]
         elif command.name == "record_meeting":
             command.after = [created[r["situation_id"]] for r in command.data["reviewed"]]
+            created.update({a["action_id"]: command.n for r in command.data["reviewed"] for a in r.get("actions", [])})
+        elif command.name in FOLLOW_UP:
+            command.after = [created[command.data["action_id"]]]
         if command.name in CREATES:
             created[command.data[CREATES[command.name]]] = command.n
         if command.service == "intake":
@@ -211,7 +217,9 @@ def _channels(commands: list[Command], rng: random.Random, kafka_share: float) -
         else:
             chain = command.data.get(CREATES.get(command.name, ""), command.key)
         if chain not in chain_channel:
-            http_only = command.household in erased or command.data.get("situation_id") in reviewed
+            http_only = (command.household in erased or command.data.get("situation_id") in reviewed
+                         or command.name in FOLLOW_UP  # and the meetings whose actions they follow
+                         or any(r.get("actions") for r in command.data.get("reviewed", [])))
             chain_channel[chain] = "kafka" if not http_only and rng.random() < kafka_share else "http"
         command.channel = chain_channel[chain]
 

@@ -49,7 +49,7 @@ EVENT_OF: dict[str, type[ev.EventData]] = {
     "record_interview": ev.InterviewHeld, "cancel_interview": ev.InterviewCancelled,
     "record_workshop": ev.WorkshopHeld, "confirm_rehousing": ev.RehousingConfirmed,
     "escalate_situation": ev.SituationEscalated, "resolve_situation": ev.SituationResolved,
-    "record_meeting": ev.VeilleMeetingHeld,
+    "record_meeting": ev.VeilleMeetingHeld, "complete_action": ev.ActionCompleted, "cancel_action": ev.ActionCancelled,
 }
 ENTITY = {"household": "household", "interview": "interview", "workshop": "workshop", "rehousing": "rehousing",
           "situation": "situation", "veille": "meeting"}
@@ -133,13 +133,26 @@ async def end_offsets(bootstrap: str, topics: list[str]) -> dict[tuple[str, int]
 def expected_events(commands: list[Command]) -> list[tuple[Command, ev.EventData]]:
     """The event each accepted command implies, in the order they were planned."""
     enrolments = {c.household: c.data for c in commands if c.name == "enrol_household"}
+    situations = {c.data["situation_id"]: c.household for c in commands if c.name == "escalate_situation"}
     implied = []
     for command in commands:
         if not command.accepted:
             continue
         data: dict[str, Any] = dict(command.data)
-        if command.name in ("cancel_interview", "resolve_situation"):
+        if command.name in ("cancel_interview", "resolve_situation", "complete_action", "cancel_action"):
             data["household_id"] = command.household
+        elif command.name == "record_meeting":  # the meeting, then what its reviews decided
+            data["reviewed"] = [{"situation_id": r["situation_id"], "decision": r["decision"]} for r in data["reviewed"]]
+            implied.append((command, ev.VeilleMeetingHeld.model_validate(data)))
+            for review in command.data["reviewed"]:
+                about = {"situation_id": review["situation_id"], "household_id": situations[review["situation_id"]],
+                         "meeting_id": data["meeting_id"]}
+                implied += [(command, ev.ActionDecided.model_validate({**about, **action, "decided_on": data["held_on"]}))
+                            for action in review.get("actions", [])]
+                if review.get("re_review_on"):
+                    implied.append((command, ev.ReReviewScheduled.model_validate(
+                        {**about, "scheduled_on": data["held_on"], "review_on": review["re_review_on"]})))
+            continue
         elif command.name == "confirm_rehousing":  # youth / DALO default to the enrolment's
             enrolment = enrolments[command.household]
             data = {"youth": enrolment["youth"], "dalo_priority": enrolment["dalo_priority"], **data}
@@ -152,6 +165,10 @@ def expected_events(commands: list[Command]) -> list[tuple[Command, ev.EventData
 def fact(data: ev.EventData, erased: frozenset[str] = frozenset()) -> tuple:
     """What one event records: (entity, id, type), and for a referent change, which (its
     worker only while the household's key exists: erased, it no longer reads)."""
+    if isinstance(data, (ev.ActionDecided, ev.ActionCompleted, ev.ActionCancelled)):
+        return ("action", str(data.action_id), data.type)
+    if isinstance(data, ev.ReReviewScheduled):  # one per meeting that asks for it
+        return ("situation", str(data.situation_id), data.type, str(data.meeting_id))
     entity = ENTITY[data.type.split(".")[0]]
     key: tuple = (entity, str(getattr(data, f"{entity}_id")), data.type)
     if isinstance(data, ev.HouseholdReferentChanged):

@@ -75,8 +75,21 @@ async def test_every_target_is_up_and_the_key_series_move(watched):
     dataset = build()
     commands = sum(len(phase) for phase in dataset.phases.values())
     assert await send(dataset, {name: watched.url(name) for name in PORTS}, watched.token) == []  # the demo
-    async with httpx.AsyncClient(headers=watched.auth) as http:
-        await http.get(f"{watched.url('stats')}/v1/reports/activity", params={"year": 2023})
+    answers: list = []  # stats may still be applying the demo: a slow answer is retried, and told
+    async with httpx.AsyncClient(headers=watched.auth, timeout=30) as http:
+        async def answered() -> bool:
+            try:
+                status = (await http.get(f"{watched.url('stats')}/v1/reports/activity", params={"year": 2023})
+                          ).status_code
+            except httpx.TransportError as error:
+                status = type(error).__name__
+            answers.append(status)
+            return status == 200
+
+        try:
+            await wait_until(answered, timeout=90, interval=1)
+        except AssertionError:
+            raise AssertionError(f"/v1/reports/activity never answered 200: {answers}") from None
 
     async def moved() -> bool:
         return (await value('sum(alfi_commands_total{outcome="accepted"})') >= before + commands
