@@ -93,7 +93,7 @@ SELECT 'no_recent_interview' AS "check", o.household_id AS id, o.programme, o.te
 WHERE o.enrolled_on <= $1::date - $2::int AND o.household_id NOT IN (SELECT household_id FROM interviewed)
 UNION ALL
 SELECT 'closure_outcome_unknown', l.household_id, l.programme, l.territory
-FROM live l LEFT JOIN closures c ON c.household_id = l.household_id
+FROM live l JOIN closures c ON c.household_id = l.household_id  -- closures stats has read
 WHERE l.closed_on <= $1::date AND c.outcome IS NULL
 UNION ALL
 SELECT 'referent_inactive', o.household_id, o.programme, o.territory FROM open o

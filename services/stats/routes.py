@@ -382,7 +382,7 @@ def page_routes(runtime) -> APIRouter:  # noqa: ANN001
         during the year); read like `/reports/{year}`."""
         if (redirect := await page_reader(request, year, credentials, link, cookie)) is not None:
             return redirect
-        day = on or min(date(year, 12, 31), date.today())
+        day = on or max(date(year, 1, 1), min(date(year, 12, 31), date.today()))
         if day.year != year:
             raise Invalid(f"on must be a day of {year}", field="on")
         chosen = programme and programme.value

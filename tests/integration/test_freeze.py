@@ -139,6 +139,15 @@ async def test_a_tampered_record_does_not_verify(platform):
     assert cli.returncode == 1, cli.stderr
     assert "0" * 64 in cli.stdout and original in cli.stdout and "DIFFERENT" in cli.stdout
 
+    # The figures served edited, the hash left as it was: caught too.
+    async with platform.runtimes["stats"].pool.acquire() as conn:
+        await conn.execute("UPDATE stats.frozen_years SET sha256 = $2,"
+                           " figures = jsonb_set(figures, '{activity,interviews_held}', '99') WHERE year = $1",
+                           year, original)
+    verified = await verify(settings_of(platform), year)
+    assert not verified["equal"] and not verified["record_intact"]
+    assert verified["recomputed"] == original and verified["differences"] == ["activity.interviews_held"]
+
 
 async def test_a_topic_that_lost_its_first_records_cannot_be_recomputed(kafka_bootstrap, server_database_url):
     topic = await e.topic_without_its_first_record(kafka_bootstrap, Y)
