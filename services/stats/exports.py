@@ -11,7 +11,9 @@ import io
 from openpyxl import Workbook
 from openpyxl.styles import Font
 
-from services.common.exports import CSV_MEDIA_TYPE, french_csv  # noqa: F401 - stats' routes use them from here
+from fastapi import Response
+
+from services.common.exports import CSV_MEDIA_TYPE, download, french_csv  # noqa: F401 - routes use them from here
 
 from .labels import DIMENSION_LABELS, FIGURE_LABELS, TOTAL, value_label
 from .reports import FIGURES
@@ -63,3 +65,11 @@ def xlsx(table: list[list[str | int]], title: str) -> bytes:
     out = io.BytesIO()
     workbook.save(out)
     return out.getvalue()
+
+
+def table_download(table: list[list[str | int]], name: str, sheet: str, as_xlsx: bool) -> Response:
+    """A French table as the file people open: `name`.xlsx (one sheet, `sheet`), or
+    `name`.csv for French Excel."""
+    if as_xlsx:
+        return download(xlsx(table, sheet), XLSX_MEDIA_TYPE, f"{name}.xlsx")
+    return download(french_csv(table), CSV_MEDIA_TYPE, f"{name}.csv")

@@ -138,11 +138,8 @@ def routes(runtime) -> APIRouter:  # noqa: ANN001
         if format is Format.CSV_RAW:
             return download(exports.raw_csv(by.value, rows), exports.CSV_MEDIA_TYPE,
                             f"activity-{year}-by-{by.value}.csv")
-        table = exports.french_table(by.value, rows, totals)
-        if format is Format.XLSX:
-            return download(exports.xlsx(table, f"Bilan {year}"), exports.XLSX_MEDIA_TYPE,
-                            f"bilan-{year}-{by.value}.xlsx")
-        return download(exports.french_csv(table), exports.CSV_MEDIA_TYPE, f"bilan-{year}-{by.value}.csv")
+        return exports.table_download(exports.french_table(by.value, rows, totals), f"bilan-{year}-{by.value}",
+                                      f"Bilan {year}", format is Format.XLSX)
 
     @router.get("/v1/projections/status", tags=["projections"], response_model=ProjectionStatus,
                 responses=responses_for())
@@ -214,11 +211,9 @@ def routes(runtime) -> APIRouter:  # noqa: ANN001
             programme, territory, needs=QUALITY if ids else None, details={"ids": "true"} if ids else None)
         if format is TableFormat.JSON:
             return JSONResponse(jsonable_encoder(answer))
-        table = quality.french_table(answer, with_ids=ids)
         name = f"qualite-{day.isoformat()}" + ("-identifiants" if ids else "")
-        if format is TableFormat.XLSX:
-            return download(exports.xlsx(table, f"Qualité {day.isoformat()}"), exports.XLSX_MEDIA_TYPE, f"{name}.xlsx")
-        return download(exports.french_csv(table), exports.CSV_MEDIA_TYPE, f"{name}.csv")
+        return exports.table_download(quality.french_table(answer, with_ids=ids), name, f"Qualité {day.isoformat()}",
+                                      format is TableFormat.XLSX)
 
     @router.post("/v1/reports/links", tags=["reports"], status_code=201,
                  responses=responses_for(body=True, answer=(201, ReportLink, "The link, to open in a browser")))
@@ -433,10 +428,7 @@ def published_routes(runtime) -> APIRouter:  # noqa: ANN001
         if format is TableFormat.JSON:
             return JSONResponse({"year": year, "by": by.value, "threshold": suppression.THRESHOLD,
                                  "rows": rows, "totals": totals})
-        table = exports.french_table(by.value, rows, totals, withheld=exports.WITHHELD)
-        if format is TableFormat.XLSX:
-            return download(exports.xlsx(table, f"Bilan {year}"), exports.XLSX_MEDIA_TYPE,
-                            f"bilan-{year}-{by.value}-publie.xlsx")
-        return download(exports.french_csv(table), exports.CSV_MEDIA_TYPE, f"bilan-{year}-{by.value}-publie.csv")
+        return exports.table_download(exports.french_table(by.value, rows, totals, withheld=exports.WITHHELD),
+                                      f"bilan-{year}-{by.value}-publie", f"Bilan {year}", format is TableFormat.XLSX)
 
     return router
