@@ -199,8 +199,10 @@ class Runtime:
                 self.broker_up = True
             except Exception:  # noqa: BLE001 - any failure to answer is "Kafka unreachable"
                 self.broker_up = False
-                await self._drop_probe()
+            # The gauge with the flag, before anything awaits: readiness and the metric agree.
             BROKER_UP.labels(name).set(1 if self.broker_up else 0)
+            if not self.broker_up:
+                await self._drop_probe()
             for consumer in self.consumers:
                 try:
                     await asyncio.wait_for(self._observe_consumer(consumer, ends), interval)
