@@ -104,7 +104,13 @@ async def test_every_target_is_up_and_the_key_series_move(watched):
                    # FastStream's middleware on the relays' publishes
                    'faststream_published_messages_total{app_name="alfi-intake"}',
                    "faststream_published_messages_duration_seconds_bucket"):
-        assert await query(series), f"{series} is not scraped"
+        async def scraped(series: str = series) -> bool:  # the next scrape after the read above
+            return bool(await query(series))
+
+        try:
+            await wait_until(lambda: _quietly(scraped), timeout=30, interval=0.5)
+        except AssertionError:
+            raise AssertionError(f"{series} is not scraped") from None
     rules = (await _rules())["groups"][0]["rules"]
     assert {r["name"] for r in rules} >= {"AlfiServiceDown", "AlfiDeadLetter"}
     assert all(r["health"] == "ok" for r in rules)
