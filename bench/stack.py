@@ -68,8 +68,9 @@ def load_devstack():  # noqa: ANN201
 
 
 @contextlib.contextmanager
-def isolated_infrastructure(kafka_port: int = 19292) -> Iterator[tuple[str, str]]:
-    """A throwaway broker and a fresh database, removed afterwards."""
+def isolated_infrastructure(kafka_port: int | None = None) -> Iterator[tuple[str, str]]:
+    """A throwaway broker (port BENCH_KAFKA_PORT, 19292 by default) and a fresh database,
+    removed afterwards."""
     import asyncio
     import shutil
     import tempfile
@@ -79,6 +80,7 @@ def isolated_infrastructure(kafka_port: int = 19292) -> Iterator[tuple[str, str]
     import asyncpg
 
     devstack = load_devstack()
+    kafka_port = kafka_port or int(os.environ.get("BENCH_KAFKA_PORT", "19292"))
     root = Path(tempfile.mkdtemp(prefix="alfi-bench-kafka-"))
     server = devstack.pg_up()
     name = f"alfi_bench_{uuid.uuid4().hex[:8]}"
