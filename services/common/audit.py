@@ -22,7 +22,8 @@ import argparse
 import asyncio
 import os
 import sys
-from dataclasses import astuple, dataclass, fields
+from collections.abc import Sequence
+from dataclasses import dataclass, fields
 from datetime import UTC, date, datetime, time
 from pathlib import Path
 from typing import Any
@@ -63,6 +64,23 @@ class Entry:
 
 
 COLUMNS = tuple(f.name for f in fields(Entry))
+
+
+_TYPES = {"household_id": "uuid"}  # every other column is text
+
+
+def insert_many_sql(first: int = 1) -> str:
+    """The INSERT of rows given as one array per column (`columns_of`), its parameters
+    numbered from `first`: part of a larger statement (outbox.enqueue writes commands'
+    rows with their events, in one round trip)."""
+    arrays = ", ".join(f"${first + i}::{_TYPES.get(name, 'text')}[]" for i, name in enumerate(COLUMNS))
+    return f"INSERT INTO audit.events ({', '.join(COLUMNS)}) SELECT * FROM unnest({arrays})"
+
+
+def columns_of(entries: Sequence[Entry]) -> list[list[Any]]:
+    return [[getattr(entry, name) for entry in entries] for name in COLUMNS]
+
+
 _INSERT = (f"INSERT INTO audit.events ({', '.join(COLUMNS)})"
            f" VALUES ({', '.join(f'${i}' for i in range(1, len(COLUMNS) + 1))})")
 
@@ -76,7 +94,7 @@ async def migrate_audit(conn: asyncpg.Connection) -> None:
 
 
 async def record(conn: asyncpg.Connection | asyncpg.Pool, entry: Entry) -> None:
-    await conn.execute(_INSERT, *astuple(entry))
+    await conn.execute(_INSERT, *(getattr(entry, name) for name in COLUMNS))
 
 
 async def record_quietly(pool: asyncpg.Pool, entry: Entry) -> None:

@@ -37,6 +37,7 @@ from alfi_contracts.vocabulary import Slug, WorkerId
 from .access import Principal
 from . import audit
 from .audit import migrate_audit
+from .db import stateless
 from .migrations import migrate, sql_files
 
 SCHEMA = "auth"
@@ -125,7 +126,8 @@ def _principal(row: asyncpg.Record | None) -> Principal | None:
 
 async def principal_of(pool: asyncpg.Pool, token: str) -> Principal | None:
     """Who the token acts as, or None when it is unknown, expired or revoked."""
-    return _principal(await pool.fetchrow(_VALID.format(join="", where="t.token_hash = $1"), digest(token)))
+    async with stateless(pool) as conn:
+        return _principal(await conn.fetchrow(_VALID.format(join="", where="t.token_hash = $1"), digest(token)))
 
 
 LINK_SCOPES = frozenset({"reports:read"})

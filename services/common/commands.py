@@ -34,13 +34,14 @@ from alfi_contracts import EventData, command_message_union
 from alfi_contracts.envelope import describe
 from alfi_contracts.topics import events_topic
 
-from . import audit
+from . import audit, keyring
 from .access import AccessPolicy, NoRule, Principal, authorise
 from .consumer import Batches, Deferral, Deferrals
+from .db import stateless
 from .deadletters import write_dead_letter
 from .errors import Conflict, NotFound, NotYetKnown, Rejected
 from .metrics import COMMANDS
-from .outbox import emit
+from .outbox import OutboxMessage, enqueue, sealed_event
 
 log = structlog.get_logger("alfi.commands")
 
@@ -106,7 +107,11 @@ class Outcome:
 
 @dataclass
 class Unit:
-    """What a handler works with: the transaction's connection and a way to emit events."""
+    """What a handler works with: the transaction's connection and a way to emit events.
+
+    Emitted events are sealed at once and written to the outbox with the command's audit
+    row when the handler is done (`CommandBus.run`), in one statement: same transaction,
+    fewer round trips."""
 
     conn: asyncpg.Connection
     schema: str
@@ -115,11 +120,12 @@ class Unit:
     emitted: list[EventData] = field(default_factory=list)
     # How long an erasure lets the household's key live on (settings.erasure_grace_seconds).
     erasure_grace_seconds: float = 900.0
+    messages: list[OutboxMessage] = field(default_factory=list)
 
     async def emit(self, data: EventData, key: bytes | None = None) -> None:
-        """Record `data` in the outbox (`key`: the household's, when the handler holds it)."""
-        await emit(self.conn, self.schema, events_topic(self.service), data,
-                   self.context.correlation_id, self.context.causation_id, key)
+        """Record `data` for the outbox (`key`: the household's, when the handler holds it)."""
+        self.messages.append(await sealed_event(self.conn, events_topic(self.service), data,
+                                                self.context.correlation_id, self.context.causation_id, key))
         self.emitted.append(data)
 
 
@@ -147,8 +153,10 @@ class CommandBus:
         self.messages = TypeAdapter(command_message_union(service)) if handlers else None
 
     async def execute(self, pool: asyncpg.Pool, name: str, command: BaseModel, context: Context) -> Outcome:
+        """Run a command in a transaction of its own (a refusal audited after it rolled
+        back). HTTP requests go through `GroupCommit`, which shares transactions."""
         try:
-            async with pool.acquire() as conn, conn.transaction():
+            async with stateless(pool) as conn, conn.transaction():
                 return await self.run(conn, name, command, context)
         except Rejected as error:
             # Rolled back with the command: recorded on its own, never failing the answer.
@@ -159,28 +167,44 @@ class CommandBus:
         """Check the principal's territories and worker, run the handler and audit the
         accepted command, all in the caller's transaction. A refusal (Rejected) is
         audited by the caller once that transaction has rolled back."""
-        unit = Unit(conn, self.schema, self.service, context, erasure_grace_seconds=self.erasure_grace_seconds)
         try:
-            if context.principal is not None and context.principal.bound:
-                await self.authorise(conn, name, command, context.principal)
-            try:
-                outcome = await self.handlers[name](unit, command)
-            except asyncpg.UniqueViolationError as error:
-                # Two requests raced past the handler's checks (a rehousing of the same
-                # household posted twice at once): the loser is told, like any conflict.
-                raise Conflict(f"A concurrent request already recorded this ({error.constraint_name}).") from None
+            outcome, unit = await self.apply(conn, name, command, context)
         except Rejected as error:
-            COMMANDS.labels(self.service, name, "rejected", error.kind).inc()
-            log.info("command_rejected", command=name, kind=error.kind, status=error.status,
-                     correlationid=context.correlation_id, causationid=context.causation_id)
+            self.refused(name, context, error)
             raise
-        await audit.record(conn, context.audit_entry(self.service, name, audit.ACCEPTED, outcome.body))
+        await enqueue(conn, self.schema, unit.messages, [self.audit_entry(name, context, outcome)])
+        self.accepted(name, context, outcome, unit)
+        return outcome
+
+    async def apply(self, conn: asyncpg.Connection, name: str, command: BaseModel,
+                    context: Context) -> tuple[Outcome, Unit]:
+        """The access check and the handler, in the caller's transaction; the events are
+        left in the unit for the caller to write (with the audit row, `enqueue`)."""
+        unit = Unit(conn, self.schema, self.service, context, erasure_grace_seconds=self.erasure_grace_seconds)
+        if context.principal is not None and context.principal.bound:
+            await self.authorise(conn, name, command, context.principal)
+        try:
+            outcome = await self.handlers[name](unit, command)
+        except asyncpg.UniqueViolationError as error:
+            # Two requests raced past the handler's checks (a rehousing of the same
+            # household posted twice at once): the loser is told, like any conflict.
+            raise Conflict(f"A concurrent request already recorded this ({error.constraint_name}).") from None
+        return outcome, unit
+
+    def audit_entry(self, name: str, context: Context, outcome: Outcome) -> audit.Entry:
+        return context.audit_entry(self.service, name, audit.ACCEPTED, outcome.body)
+
+    def accepted(self, name: str, context: Context, outcome: Outcome, unit: Unit) -> None:
         COMMANDS.labels(self.service, name, "accepted", "").inc()
         # Ids and closed labels only: the event types, never the command's content.
         log.info("command_accepted", command=name, replayed=not outcome.created and not unit.emitted,
                  event_types=[e.type for e in unit.emitted],
                  correlationid=context.correlation_id, causationid=context.causation_id)
-        return outcome
+
+    def refused(self, name: str, context: Context, error: Rejected) -> None:
+        COMMANDS.labels(self.service, name, "rejected", error.kind).inc()
+        log.info("command_rejected", command=name, kind=error.kind, status=error.status,
+                 correlationid=context.correlation_id, causationid=context.causation_id)
 
     async def authorise(self, conn: asyncpg.Connection, name: str, command: BaseModel, principal: Principal) -> None:
         if self.access is None:
@@ -189,6 +213,41 @@ class CommandBus:
         authorise(principal, await self.access(conn, name, command))
 
     async def handle_kafka_batch(self, conn: asyncpg.Connection, batches: Batches) -> Deferrals:
+        """The poll's commands in the poll's transaction. First all of them at once in one
+        savepoint, their events and audit rows written together (`apply_poll`); when any
+        of them fails, that savepoint is rolled back and the poll runs again one command
+        at a time (`handle_one_by_one`), where a refused command goes alone to the
+        dead-letter topic. Refusals are rare: a poll usually costs one pass."""
+        try:
+            async with conn.transaction():
+                applied = await self.apply_poll(conn, batches)
+        except Exception:  # noqa: BLE001 - sorted out command by command below (ValidationError too)
+            return await self.handle_one_by_one(conn, batches)
+        for tp, record, name, context, outcome, unit in applied:
+            self.retry.forget(tp, record.offset)
+            self.accepted(name, context, outcome, unit)
+        return {}
+
+    async def apply_poll(self, conn: asyncpg.Connection, batches: Batches) -> list[tuple]:
+        """Every command of the poll, in order, without a savepoint each; raises at the
+        first that fails (unreadable, refused, not yet known, or anything else)."""
+        applied = []
+        for tp, records in batches.items():
+            for record in records:
+                context = self._kafka_context(tp, record)
+                message = self.messages.validate_json(record.value or b"")
+                outcome, unit = await self.apply(conn, message.command, message.data, context)
+                applied.append((tp, record, message.command, context, outcome, unit))
+        await enqueue(conn, self.schema, [m for *_, unit in applied for m in unit.messages],
+                      [self.audit_entry(name, context, outcome) for _, _, name, context, outcome, _ in applied])
+        return applied
+
+    @staticmethod
+    def _kafka_context(tp: TopicPartition, record: ConsumerRecord) -> Context:
+        return Context.caused_by(f"{tp.topic}:{tp.partition}:{record.offset}",
+                                 _header(record, "correlationid"), actor=f"kafka:{tp.topic}")
+
+    async def handle_one_by_one(self, conn: asyncpg.Connection, batches: Batches) -> Deferrals:
         """Each command in a savepoint of the poll's transaction. A command whose household
         is not replicated yet defers its partition (the replica is usually a moment
         behind) until `retry.attempts` tries have failed; then, like any refused or
@@ -196,8 +255,7 @@ class CommandBus:
         deferrals: Deferrals = {}
         for tp, records in batches.items():
             for record in records:
-                context = Context.caused_by(f"{tp.topic}:{tp.partition}:{record.offset}",
-                                            _header(record, "correlationid"), actor=f"kafka:{tp.topic}")
+                context = self._kafka_context(tp, record)
                 message = None
                 try:
                     async with conn.transaction():  # a savepoint per command
@@ -273,22 +331,31 @@ def _header(record: ConsumerRecord, name: str) -> str | None:
 
 
 async def insert_once(
-    conn: asyncpg.Connection, table: str, id_column: str, values: dict[str, Any], command: BaseModel
+    conn: asyncpg.Connection, table: str, id_column: str, values: dict[str, Any], command: BaseModel,
+    household_key: bytes | None = None,
 ) -> tuple[asyncpg.Record, bool]:
     """Insert a created thing under its (possibly client-chosen) id, exactly once.
 
     Returns (row, created). The same id with the same command content returns the
     original row (a safe retry); the same id with other content is a Conflict.
     `table` and the column names come from the code, never from a request.
+    `household_key`: also store it as the created row's household key, in the same
+    statement (keyring.key_creation); the row's `key_created` says whether it was (not
+    when the household already had a key, or was erased).
     """
     digest = fingerprint(command)
     columns = [*values, "request_hash"]
     placeholders = ", ".join(f"${i}" for i in range(1, len(columns) + 1))
-    row = await conn.fetchrow(
-        f"INSERT INTO {table} ({', '.join(columns)}) VALUES ({placeholders})"
-        f" ON CONFLICT ({id_column}) DO NOTHING RETURNING *",
-        *values.values(), digest,
-    )
+    insert = (f"INSERT INTO {table} ({', '.join(columns)}) VALUES ({placeholders})"
+              f" ON CONFLICT ({id_column}) DO NOTHING RETURNING *")
+    if household_key is None:
+        row = await conn.fetchrow(insert, *values.values(), digest)
+    else:
+        key = f"${len(columns) + 1}"
+        row = await conn.fetchrow(
+            f"WITH created AS ({insert}), keyed AS ({keyring.key_creation('created', key)})"
+            " SELECT created.*, EXISTS (SELECT 1 FROM keyed) AS key_created FROM created",
+            *values.values(), digest, household_key)
     if row is not None:
         return row, True
     existing = await conn.fetchrow(f"SELECT * FROM {table} WHERE {id_column} = $1", values[id_column])

@@ -47,6 +47,7 @@ from .access import Principal
 from .auth import principal_of
 from .commands import Context
 from .errors import NotYetKnown, Rejected
+from .group_commit import GroupCommit
 from .metrics import HTTP_DURATION, HTTP_REQUESTS, exposition
 from .problems import PROBLEM, document_problems
 
@@ -279,7 +280,10 @@ def install_asyncapi(app: FastAPI) -> None:
 async def run_command(request: Request, name: str, command: BaseModel) -> JSONResponse:
     """Execute a command for an HTTP request: 201 when recorded, 200 when replayed."""
     runtime = request.app.state.runtime
-    outcome = await runtime.bus.execute(runtime.pool, name, command, request_context(request))
+    group = getattr(request.app.state, "group_commit", None)
+    if group is None or group.pool is not runtime.pool:
+        group = request.app.state.group_commit = GroupCommit(runtime.bus, runtime.pool)
+    outcome = await group.execute(name, command, request_context(request))
     return JSONResponse(jsonable_encoder(outcome.body), status_code=201 if outcome.created else 200)
 
 

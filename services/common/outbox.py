@@ -46,6 +46,7 @@ from alfi_contracts.topics import DLQ_ERROR_DETAIL, DLQ_ERROR_KIND, DLQ_SOURCE_T
 
 from faststream.kafka import KafkaBroker
 
+from . import audit
 from .kafka import Kafka, ensure_topics, make_broker
 from .keyring import sealer_for
 from .metrics import OUTBOX_BACKLOG, OUTBOX_OLDEST_AGE, OUTBOX_PURGED, OUTBOX_REFUSED, OUTBOX_SET_ASIDE, PUBLISHED
@@ -103,28 +104,52 @@ def channel(schema: str) -> str:
     return f"outbox_{schema}"
 
 
-async def enqueue(conn: asyncpg.Connection, schema: str, messages: Iterable[OutboxMessage]) -> None:
-    rows = [(m.event_id, m.topic, m.key, m.payload, json.dumps(m.headers)) for m in messages]
-    if not rows:
+# One statement whatever the number of rows (one round trip), in the given order; with
+# the commands' audit rows when there are some, and the relay's wake-up (at commit).
+_ENQUEUE = (
+    "WITH written AS (INSERT INTO outbox (event_id, topic, key, payload, headers)"
+    " SELECT event_id, topic, key, payload, headers::jsonb"
+    " FROM unnest($1::uuid[], $2::text[], $3::bytea[], $4::bytea[], $5::text[])"
+    " WITH ORDINALITY AS m(event_id, topic, key, payload, headers, n) ORDER BY n"
+    " ON CONFLICT (event_id) DO NOTHING)"  # a dead letter written again by a rebuild
+    "{audited} SELECT pg_notify($6, '') WHERE cardinality($1::uuid[]) > 0"
+)
+_ENQUEUE_ONLY = _ENQUEUE.format(audited="")
+_ENQUEUE_AUDITED = _ENQUEUE.format(audited=f", audited AS ({audit.insert_many_sql(7)})")
+
+
+async def enqueue(conn: asyncpg.Connection, schema: str, messages: Iterable[OutboxMessage],
+                  audited: Sequence[audit.Entry] = ()) -> None:
+    """Write `messages` (and `audited`, the commands' audit rows) in the caller's
+    transaction, in one statement."""
+    messages = list(messages)
+    if not messages and not audited:
         return
-    await conn.executemany(
-        "INSERT INTO outbox (event_id, topic, key, payload, headers) VALUES ($1, $2, $3, $4, $5::jsonb)"
-        " ON CONFLICT (event_id) DO NOTHING",  # a dead letter written again by a rebuild
-        rows,
-    )
-    await conn.execute("SELECT pg_notify($1, '')", channel(schema))
+    columns = ([m.event_id for m in messages], [m.topic for m in messages], [m.key for m in messages],
+               [m.payload for m in messages], [json.dumps(m.headers) for m in messages])
+    if audited:
+        await conn.execute(_ENQUEUE_AUDITED, *columns, channel(schema), *audit.columns_of(audited))
+    else:
+        await conn.execute(_ENQUEUE_ONLY, *columns, channel(schema))
+
+
+async def sealed_event(
+    conn: asyncpg.Connection, topic: str, data: EventData,
+    correlation_id: str | None, causation_id: str | None, key: bytes | None = None,
+) -> OutboxMessage:
+    """One domain event as an outbox message, its personal fields sealed with the
+    household's key (keyring; `key` when the caller holds it)."""
+    event = make_event(data, correlation_id=correlation_id, causation_id=causation_id,
+                       seal=await sealer_for(conn, data, key))
+    return event_message(topic, event, data)
 
 
 async def emit(
     conn: asyncpg.Connection, schema: str, topic: str, data: EventData,
     correlation_id: str | None, causation_id: str | None, key: bytes | None = None,
-) -> CloudEvent:
-    """Record one domain event in the outbox, in the caller's transaction, its personal
-    fields sealed with the household's key (keyring; `key` when the caller holds it)."""
-    event = make_event(data, correlation_id=correlation_id, causation_id=causation_id,
-                       seal=await sealer_for(conn, data, key))
-    await enqueue(conn, schema, [event_message(topic, event, data)])
-    return event
+) -> None:
+    """Record one domain event in the outbox, in the caller's transaction, sealed."""
+    await enqueue(conn, schema, [await sealed_event(conn, topic, data, correlation_id, causation_id, key)])
 
 
 @dataclass(frozen=True)

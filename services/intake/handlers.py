@@ -24,7 +24,7 @@ from alfi_contracts.events import (
 )
 from services.common.commands import Outcome, Unit, insert_once, locked
 from services.common.errors import Conflict
-from services.common.keyring import Erased, create_key, destroy_key
+from services.common.keyring import Erased, destroy_key, locked_key, new_key
 
 # What erasure clears in the write model: the columns of the enrolment's personal fields
 # (alfi_contracts.privacy), and the closure's outcome.
@@ -49,7 +49,9 @@ async def household(conn: asyncpg.Connection, household_id) -> asyncpg.Record:
 async def enrol_household(unit: Unit, command: EnrolHousehold) -> Outcome:
     command = command.model_copy(update={"household_id": command.household_id or uuid4()})
     try:
-        row, created = await insert_once(unit.conn, "households", "household_id", command.model_dump(), command)
+        key = new_key()  # stored in the enrolment's own statement
+        row, created = await insert_once(unit.conn, "households", "household_id", command.model_dump(), command,
+                                         household_key=key)
     except Conflict:
         if await unit.conn.fetchval("SELECT erased_on FROM households WHERE household_id = $1",
                                     command.household_id) is not None:
@@ -58,7 +60,8 @@ async def enrol_household(unit: Unit, command: EnrolHousehold) -> Outcome:
             raise Erased(command.household_id) from None
         raise
     if created:
-        key = await create_key(unit.conn, command.household_id)
+        if not row["key_created"]:  # a key was there already, or the household was erased
+            key = await locked_key(unit.conn, command.household_id)
         await unit.emit(HouseholdEnrolled(**command.model_dump()), key=key)
     return Outcome(view(row), created=created)
 
