@@ -1,12 +1,15 @@
 """stats' throughput: rebuild the projections from offset 0 over 1,000,000 realistic
 events, against the ceiling of a bare aiokafka consumer that only reads and JSON-decodes
-the same events. Both run in a process of their own, as uvicorn runs the services (uvloop,
+the same events. Both run as processes of their own, as uvicorn runs the services (uvloop,
 tuned GC), so the ratio measures what stats does beyond reading and decoding. An untimed
 full read first warms the freshly started broker's fetch path and the page cache for both;
 then rounds alternate the two and each keeps its best (BENCH_STATS_ROUNDS, default 2).
+The rebuild runs as `make rebuild` does (ALFI_REBUILD_WORKERS processes, 2 by default);
+one more round with a single process shows what the second one brings.
 
-Targets (2 cores, everything local): rebuild >= 25,000 events/s, >= 40% of the bare
-consumer's rate, stats' peak resident memory < 400 MB.
+Targets (issue 15; 2 cores, everything local): rebuild >= 60% of the bare consumer's
+rate, peak resident memory < 400 MB for the largest process (all of the rebuild's
+processes together are printed too).
 
 The events are written as the services write them (CloudEvents JSON, key = household,
 personal fields sealed with the household's key, stored in the keyring), built as plain
@@ -179,10 +182,10 @@ async def bare_consumer(bootstrap: str) -> tuple[int, float]:
         await consumer.stop()
 
 
-def _run(module: str, flag: str):  # noqa: ANN202 - the command's JSON result, None if it failed
+def _run(module: str, flag: str, env: dict[str, str] | None = None):  # noqa: ANN202 - its JSON result, None if it failed
     """A command in a process of its own, as the services run (uvloop, tuned GC)."""
     done = subprocess.run([sys.executable, "-m", module, flag], capture_output=True, text=True,
-                          env={**os.environ, "ALFI_LOG_LEVEL": "WARNING"})
+                          env={**os.environ, "ALFI_LOG_LEVEL": "WARNING", **(env or {})})
     if done.returncode != 0:
         print(done.stderr[-3000:])
         return None
@@ -210,21 +213,29 @@ def main() -> int:
             return 1
         rebuilds.append(rebuilt)
         bares.append(bare)
+    single = _run("services.stats.rebuild", "--json", {"ALFI_REBUILD_WORKERS": "1"})
+    if single is None:
+        return 1
     print("  rounds (s): rebuild " + ", ".join(f"{r['seconds']:.1f}" for r in rebuilds)
-          + "; bare " + ", ".join(f"{b[1]:.1f}" for b in bares))
+          + "; bare " + ", ".join(f"{b[1]:.1f}" for b in bares) + f"; one process {single['seconds']:.1f}")
     rebuilt = min(rebuilds, key=lambda r: r["seconds"] / r["events"])
     count, seconds = min(bares, key=lambda b: b[1] / b[0])
-    rebuilt["peak_rss_mb"] = max(r["peak_rss_mb"] for r in rebuilds)
+    peak = max(r["peak_rss_mb"] for r in rebuilds)
+    total = max(r["total_peak_rss_mb"] for r in rebuilds)
     rebuild_rate = rebuilt["events"] / rebuilt["seconds"]
     bare_rate = count / seconds
     ratio = rebuild_rate / bare_rate
-    ok = rebuild_rate >= 25000 and ratio >= 0.40 and rebuilt["peak_rss_mb"] < 400
-    print(f"  rebuild from offset 0   {rebuilt['events']:>9,} events in {rebuilt['seconds']:6.1f}s"
-          f" = {rebuild_rate:8,.0f} events/s   (target >= 25 000)".replace(",", " "))
+    ok = ratio >= 0.60 and peak < 400
+    print(f"  rebuild, {rebuilt['workers']} processes    {rebuilt['events']:>9,} events in {rebuilt['seconds']:6.1f}s"
+          f" = {rebuild_rate:8,.0f} events/s".replace(",", " "))
+    print(f"  rebuild, one process    {single['events']:>9,} events in {single['seconds']:6.1f}s"
+          f" = {single['events'] / single['seconds']:8,.0f} events/s   ({single['peak_rss_mb']:.0f} MB)"
+          .replace(",", " "))
     print(f"  bare aiokafka + json    {count:>9,} events in {seconds:6.1f}s"
           f" = {bare_rate:8,.0f} events/s   (the ceiling)".replace(",", " "))
-    print(f"  ratio                   {ratio:6.0%}   (target >= 40%)")
-    print(f"  stats peak RSS          {rebuilt['peak_rss_mb']:6.0f} MB   (target < 400 MB)")
+    print(f"  ratio                   {ratio:6.0%}   (target >= 60%)")
+    print(f"  peak RSS                {peak:6.0f} MB the largest process (target < 400 MB),"
+          f" {total:.0f} MB all of them")
     print(f"  {'MET' if ok else 'NOT MET'}")
     return 0 if ok else 1
 

@@ -154,6 +154,7 @@ class TransactionalConsumer:
         handle_batch: BatchHandler, *, dead_letter: DeadLetterWriter, max_records: int = 500,
         search_path: Callable[[], str] | None = None, group_id: str | None = None,
         prepare: Callable[[Batches], Any] | None = None, full_history: bool = True,
+        partitions: Sequence[TopicPartition] | None = None,
     ) -> None:
         self.pool = pool
         self.name = name
@@ -176,6 +177,10 @@ class TransactionalConsumer:
         # Event topics keep every record: a partition never read must start at offset 0.
         # Command topics expire; a new consumer starts at their log start.
         self.full_history = full_history
+        # Given partitions are assigned, not shared through the group (a stats rebuild's
+        # workers split them by number, so a household's partitions of every topic go to
+        # one of them; no rebalance). Only the position commits use the group then.
+        self.partitions = list(partitions) if partitions is not None else None
         self.positions: dict[TopicPartition, int] = {}
         self.gaps: dict[TopicPartition, Gap] = {}
         self.unstored: set[TopicPartition] = set()  # assigned with no stored position
@@ -249,7 +254,11 @@ class TransactionalConsumer:
         )
         await self.consumer.start()
         try:
-            self.consumer.subscribe(self.topics, listener=_SeekToStored(self))
+            if self.partitions is None:
+                self.consumer.subscribe(self.topics, listener=_SeekToStored(self))
+            else:
+                self.consumer.assign(self.partitions)
+                await self.seek_to_stored(self.partitions)
             writing: asyncio.Task | None = None
             try:
                 while not self.stopping:

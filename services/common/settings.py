@@ -70,6 +70,9 @@ class ServiceSettings(BaseSettings):
     # (only the advisory-lock holder publishes) and consumers (the group shares the
     # partitions), and /metrics aggregates every worker (PROMETHEUS_MULTIPROC_DIR).
     workers: int = 1
+    # Processes a stats rebuild fills the new generation with (sharing the partitions):
+    # decoding and opening sealed fields is CPU-bound, one process per core.
+    rebuild_workers: int = Field(2, ge=1, le=64)
     db_pool_min: int = 1
     db_pool_max: int = 10
     log_level: str = "INFO"
@@ -88,6 +91,17 @@ class ServiceSettings(BaseSettings):
             min_insync_replicas=self.kafka_min_insync_replicas,
             command_retention_ms=self.kafka_command_retention_ms,
         )
+
+    def as_environment(self) -> dict[str, str]:
+        """These settings as the environment a child process reads them from (`ALFI_*`,
+        secrets included: the child is the same service)."""
+        environment = {}
+        for name in type(self).model_fields:
+            value = getattr(self, name)
+            if value is not None:
+                plain = value.get_secret_value() if isinstance(value, SecretStr) else value
+                environment[f"ALFI_{name.upper()}"] = str(plain)
+        return environment
 
     @classmethod
     def for_service(cls, service: str, default_port: int) -> ServiceSettings:

@@ -10,11 +10,14 @@ from pathlib import Path
 
 import asyncpg
 
+from alfi_contracts.topics import CASEWORK_EVENTS, INTAKE_EVENTS, VEILLE_EVENTS
+
 from services.common.migrations import migrate, sql_files
 
 BASE = "stats"
 PROJECTION_SQL = Path(__file__).parent / "projection_sql"
 PROJECTOR = "projector"  # the name positions are stored under, in every generation
+EVENT_TOPICS = (INTAKE_EVENTS, CASEWORK_EVENTS, VEILLE_EVENTS)  # what the projections are built from
 
 
 def schema_of(generation: int) -> str:

@@ -25,7 +25,6 @@ from fastapi.encoders import jsonable_encoder
 from fastapi.responses import HTMLResponse, JSONResponse, RedirectResponse, Response
 from fastapi.security import APIKeyCookie, HTTPAuthorizationCredentials
 
-from alfi_contracts.topics import CASEWORK_EVENTS, INTAKE_EVENTS, VEILLE_EVENTS
 from alfi_contracts.vocabulary import Programme, Slug
 from services.common import audit
 from services.common.access import Forbidden, authorise_report
@@ -45,7 +44,7 @@ from .page import render_bilan, render_funder, render_quality
 T = TypeVar("T")
 READ = Authorised("reports:read")
 QUALITY = "reports:quality"  # with reports:read: the data-quality report's ids
-EVENT_TOPICS = (INTAKE_EVENTS, CASEWORK_EVENTS, VEILLE_EVENTS)
+EVENT_TOPICS = generations.EVENT_TOPICS
 Year = Annotated[int, Query(ge=1900, le=2100, description="calendar year, e.g. 2023")]
 ProgrammeFilter = Annotated[Programme | None, Query()]
 TerritoryFilter = Annotated[Slug | None, Query()]

@@ -10,7 +10,7 @@ import asyncpg
 import structlog
 from fastapi import APIRouter
 
-from alfi_contracts.topics import CASEWORK_EVENTS, INTAKE_EVENTS, VEILLE_EVENTS, dead_letter_topic
+from alfi_contracts.topics import dead_letter_topic
 from services.common.consumer import Restart, TransactionalConsumer
 from services.common.deadletters import dead_letter_writer
 from services.common.service import Runtime, ServiceDefinition, create_app as create_service_app
@@ -19,7 +19,7 @@ from . import freeze, generations, quality
 from .projector import Projector, finalise
 from .routes import routes as report_routes
 
-EVENT_TOPICS = (INTAKE_EVENTS, CASEWORK_EVENTS, VEILLE_EVENTS)
+EVENT_TOPICS = generations.EVENT_TOPICS
 log = structlog.get_logger("alfi.stats")
 
 

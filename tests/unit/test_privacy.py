@@ -145,6 +145,29 @@ async def test_key_cache_gives_none_for_a_destroyed_key():
     assert decode(raw, cache.unsealer)[1].worker_id is None
 
 
+async def test_the_key_cache_keeps_a_bounded_number_of_ciphers_and_drops_a_destroyed_key():
+    keys = {uuid4(): bytes([i]) * 32 for i in range(3)}
+
+    class Rows:
+        destroyed: set = set()
+
+        async def fetch(self, _sql: str, ids: list) -> list[dict]:
+            return [{"household_id": h, "key": keys[h]} for h in ids if h in keys and h not in self.destroyed]
+
+    rows = Rows()
+    cache = keyring.KeyCache(ttl=0.0, ciphers=2)
+    await cache.load(rows, [str(h) for h in keys])
+    events = {h: encode(make_event(interview(household_id=h), seal=keyring.sealer(k))) for h, k in keys.items()}
+    for _ in range(2):  # every household opens, though only two ciphers are kept at a time
+        assert all(decode(raw, cache.unsealer)[1].worker_id == "sw-017" for raw in events.values())
+        assert len(cache._ciphers) == 2
+    gone = list(keys)[-1]  # the last opened: its cipher is kept
+    assert gone in cache._ciphers
+    rows.destroyed.add(gone)
+    await cache.load(rows, [str(gone)])  # the entry expired (ttl 0): read again, destroyed
+    assert decode(events[gone], cache.unsealer)[1].worker_id is None
+
+
 def test_sealed_and_clear_personal_fields_together_are_refused():
     body = json.loads(encode(make_event(interview(), seal=keyring.sealer(KEY))))
     body["data"]["worker_id"] = "sw-999"  # would read as the household's once the key is gone

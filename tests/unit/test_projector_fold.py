@@ -14,7 +14,7 @@ from aiokafka.structs import ConsumerRecord
 
 from alfi_contracts import encode, events as ev, make_event
 from alfi_contracts.envelope import read
-from services.stats.projector import FOLDS, UPSERTS, Projector, statement
+from services.stats.projector import FOLDS, UPSERTS, Projector, merge, staging
 from tests.integration.events import cancelled, closed, escalated, household, interview
 
 T0 = datetime(2023, 5, 1, tzinfo=UTC)
@@ -70,12 +70,14 @@ def test_an_interview_and_its_cancellation_merge(cancel_first):
     held = interview(h, date(2023, 4, 2), worker="sw-007")
     cancel = cancelled(held.interview_id, h, date(2023, 4, 3))
     order = [(cancel, T0), (held, T0)] if cancel_first else [(held, T0), (cancel, T0)]
-    assert folded(order)["interviews"] == {held.interview_id: [held.interview_id, h, "sw-007", date(2023, 4, 2), True]}
+    assert folded(order)["interviews"] == {held.interview_id: [held.interview_id, h, "sw-007", date(2023, 4, 2), True,
+                                                               held.mode.value, ",".join(sorted(held.topics)),
+                                                               held.duration_minutes]}
 
 
 def test_a_cancellation_alone_carries_its_household_and_no_held_facts():
     h, i = uuid4(), uuid4()
-    assert folded([(cancelled(i, h, date(2023, 4, 3)), T0)])["interviews"] == {i: [i, h, None, None, True]}
+    assert folded([(cancelled(i, h, date(2023, 4, 3)), T0)])["interviews"] == {i: [i, h, None, None, True, None, None, None]}
 
 
 def test_a_resolution_before_its_escalation_in_one_poll_merges():
@@ -93,7 +95,7 @@ def test_the_bilan_s_personal_facts_are_folded_as_slugs():
     held = interview(h, date(2023, 4, 2), mode="home_visit", topics=("rights", "budget"), minutes=45)
     up = escalated(h, date(2023, 1, 5), severity="critical", reasons=("violence", "health"))
     rows = folded([(held, T0), (up, T0), (closed(h, date(2023, 6, 1), outcome="rehoused"), T0)])
-    assert rows["interview_details"] == {held.interview_id: [held.interview_id, h, "home_visit", "budget,rights", 45]}
+    assert rows["interviews"][held.interview_id][-3:] == ["home_visit", "budget,rights", 45]
     assert rows["situation_details"] == {up.situation_id: [up.situation_id, h, "critical", "health,violence", None]}
     assert rows["closures"] == {h: [h, "rehoused"]}
 
@@ -106,16 +108,18 @@ def test_personal_facts_read_without_their_key_are_unknown_not_dropped():
     rows: dict = defaultdict(dict)
     envelope, fields = read(encode(make_event(held, time=T0, seal=lambda data, aad, clear: "v1." + "A" * 40)), lambda *a: None)
     FOLDS[envelope["type"]](rows, fields, envelope["time"])
-    assert rows["interviews"][held.interview_id][3] == date(2023, 4, 2)
-    assert rows["interview_details"] == {held.interview_id: [held.interview_id, h, None, None, None]}
+    assert rows["interviews"][held.interview_id] == [held.interview_id, h, None, date(2023, 4, 2), False,
+                                                     None, None, None]
 
 
-def test_the_statement_takes_every_column_of_every_table_in_order():
+def test_every_table_is_staged_with_every_column_in_order_and_merged_from_its_staging():
     types = {table: {c: "text" for c in columns} for table, (columns, _, _) in UPSERTS.items()}
-    sql = statement(types)
-    count = sum(len(columns) for columns, _, _ in UPSERTS.values())
-    assert f"${count}::text[]" in sql and f"${count + 1}" not in sql
-    assert sql.count("INSERT INTO") == len(UPSERTS)
+    ddl = staging(types)
+    for table, (columns, _, _) in UPSERTS.items():
+        assert f"staged_{table} ({', '.join(f'{c} text' for c in columns)}) ON COMMIT DELETE ROWS" in ddl
+    sql = merge(("interviews", "freshness"))
+    assert sql.count("INSERT INTO") == 2 and "FROM pg_temp.staged_interviews ON CONFLICT (interview_id)" in sql
+    assert "staged_households" not in sql
 
 
 async def test_freshness_rows_come_in_topic_order_whatever_the_poll_s_order():
