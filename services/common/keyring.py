@@ -24,6 +24,7 @@ import contextlib
 import json
 import os
 import time
+from collections import OrderedDict
 from collections.abc import Iterable
 from pathlib import Path
 from typing import Any
@@ -111,6 +112,15 @@ async def locked_key(conn: asyncpg.Connection, household_id: UUID) -> bytes:
     return key
 
 
+async def locked_keys(conn: asyncpg.Connection, household_ids: Iterable[UUID]) -> dict[UUID, bytes]:
+    """`locked_key` for many households in one statement (a poll's, a group's), locked in
+    one order; those without a key (erased, unknown) are absent."""
+    rows = await conn.fetch(
+        f"SELECT household_id, key FROM {SCHEMA}.household_keys WHERE household_id = ANY($1::uuid[])"
+        " AND destroy_after IS NULL ORDER BY household_id FOR SHARE", list(set(household_ids)))
+    return {r["household_id"]: r["key"] for r in rows}
+
+
 async def backfill(conn: asyncpg.Connection, households_table: str = "households") -> int:
     """Keys for households enrolled before keys existed (intake's start, idempotent): a
     key for each one not erased and without one, and erased ones recorded as such.
@@ -172,12 +182,14 @@ class KeyCache:
     the last `ciphers` households' are kept (a rebuild over 50,000 households held 120 MB
     of them), the keys themselves (32 bytes) for every household seen within `ttl`."""
 
-    def __init__(self, ttl: float = 30.0, ciphers: int = 16_384) -> None:
+    def __init__(self, ttl: float = 30.0, ciphers: int = 32_768) -> None:
         self.ttl = ttl
         self.max_ciphers = ciphers
         self._keys: dict[str, tuple[bytes | None, float]] = {}
         self._raw: dict[UUID, bytes | None] = {}
-        self._ciphers: dict[UUID, AESGCM] = {}  # insertion order: the oldest is dropped first
+        # The oldest is dropped first (OrderedDict: a dict's first item after many deletions
+        # at its front is found by scanning the holes they left).
+        self._ciphers: OrderedDict[UUID, AESGCM] = OrderedDict()
 
     async def load(self, conn: asyncpg.Connection | asyncpg.Pool, household_ids: Iterable[str]) -> None:
         now = time.monotonic()
@@ -195,7 +207,7 @@ class KeyCache:
         if len(self._keys) > 200_000:  # a rebuild over many households: keep memory bounded
             self._keys = {k: v for k, v in self._keys.items() if now - v[1] <= self.ttl}
             self._raw = {UUID(k): v[0] for k, v in self._keys.items()}
-            self._ciphers = {h: c for h, c in self._ciphers.items() if h in self._raw}
+            self._ciphers = OrderedDict((h, c) for h, c in self._ciphers.items() if h in self._raw)
         for household in ids:
             key = found.get(household)
             self._keys[str(household)] = (key, now)
@@ -222,7 +234,7 @@ class KeyCache:
             if key is None:
                 return None
             if len(self._ciphers) >= self.max_ciphers:
-                del self._ciphers[next(iter(self._ciphers))]
+                self._ciphers.popitem(last=False)
             cipher = self._ciphers[household_id] = AESGCM(key)
         return open_sealed(cipher, sealed, associated)
 
