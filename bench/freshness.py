@@ -14,7 +14,7 @@ tight loop and record (year, time the answer arrived, interviews_held).
 
 How a visibility time is determined, so that it cannot flatter. The commands go in waves
 of WAVE, wave w dated in year YEARS[w % len(YEARS)]: a year receives a burst of WAVE
-interviews, then nothing for len(YEARS) * WAVE / RATE seconds (1.8 s). A count alone does
+interviews, then nothing for len(YEARS) * WAVE / RATE seconds (4 s). A count alone does
 not say which interviews it includes (stats applies partitions in any order), so an
 answer certifies an interview only when the count leaves no room for it to be missing:
 answer p about year Y, arriving at r_p with count c_p, certifies every interview of Y
@@ -63,7 +63,7 @@ RATE = float(os.environ.get("BENCH_FRESHNESS_RATE", "1000"))
 WARMUP = float(os.environ.get("BENCH_FRESHNESS_WARMUP", "10"))
 STEADY = float(os.environ.get("BENCH_FRESHNESS_SECONDS", "40"))
 WAVE = 20
-YEARS = list(range(2001, 2091))  # no one else dates anything in these years (fresh database)
+YEARS = list(range(1901, 2100))  # no one else dates anything in these years (fresh database)
 HOUSEHOLDS = 60
 TARGET_P99 = 0.5
 INTAKE, CASEWORK, STATS = 18310, 18311, 18312
@@ -72,7 +72,7 @@ CASEWORK_COMMANDS = commands_topic("casework")
 
 def enrolment() -> dict:
     return {"household_id": str(uuid.uuid4()), "programme": "fnavdl", "territory": "bretagne",
-            "referent_worker_id": "sw-017", "enrolled_on": "2000-01-01", "youth": False,
+            "referent_worker_id": "sw-017", "enrolled_on": "1900-01-01", "youth": False,
             "dalo_priority": False, "adults": 1, "children": 2}
 
 
@@ -256,6 +256,7 @@ async def measure(bootstrap: str, read_token: str, households: list[str]) -> dic
     latencies = sorted(visible[i] - run.accepted[i] for i in measured if i in visible)
     missing = len(measured) - len(latencies) + (total - len(run.accepted))
     publication = sorted(run.published[i] - run.accepted[i] for i in measured)
+    shown = sorted(visible[i] - run.published[i] for i in measured if i in visible)
     accepted = sorted(run.accepted.values())
     return {
         "total": total, "sent_seconds": finished - started, "accepted": len(run.accepted),
@@ -264,6 +265,7 @@ async def measure(bootstrap: str, read_token: str, households: list[str]) -> dic
         "p50": quantile(latencies, 0.50), "p90": quantile(latencies, 0.90), "p99": quantile(latencies, 0.99),
         "max": quantile(latencies, 1.0),
         "published_p50": quantile(publication, 0.50), "published_p99": quantile(publication, 0.99),
+        "shown_p50": quantile(shown, 0.50), "shown_p99": quantile(shown, 0.99),
         "answers": len(run.answers), "request_ms": 1000 * statistics.median(run.request_seconds),
         "sender_late_ms": 1000 * run.lag_behind_clock,
     }
@@ -292,6 +294,8 @@ def main() -> int:
           f"   (target p99 < {TARGET_P99 * 1000:.0f} ms)")
     print(f"    of which acceptance -> on Kafka  p50 {result['published_p50'] * 1000:5.0f} ms,"
           f" p99 {result['published_p99'] * 1000:5.0f} ms (casework's transaction and outbox relay)")
+    print(f"       on Kafka -> figure changed    p50 {result['shown_p50'] * 1000:5.0f} ms,"
+          f" p99 {result['shown_p99'] * 1000:5.0f} ms (stats' projector and the reports API)")
     if result["missing"]:
         print(f"  {result['missing']} interviews never shown in the figure")
     print(f"  {'MET' if ok else 'NOT MET'}")
