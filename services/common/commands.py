@@ -121,9 +121,12 @@ class Unit:
     # How long an erasure lets the household's key live on (settings.erasure_grace_seconds).
     erasure_grace_seconds: float = 900.0
     messages: list[OutboxMessage] = field(default_factory=list)
+    # Household keys read beforehand for a whole poll or group (keyring.locked_keys).
+    keys: dict[uuid.UUID, bytes] = field(default_factory=dict)
 
     async def emit(self, data: EventData, key: bytes | None = None) -> None:
         """Record `data` for the outbox (`key`: the household's, when the handler holds it)."""
+        key = key or self.keys.get(getattr(data, "household_id", None))  # type: ignore[arg-type]
         self.messages.append(await sealed_event(self.conn, events_topic(self.service), data,
                                                 self.context.correlation_id, self.context.causation_id, key))
         self.emitted.append(data)
@@ -177,10 +180,12 @@ class CommandBus:
         return outcome
 
     async def apply(self, conn: asyncpg.Connection, name: str, command: BaseModel,
-                    context: Context) -> tuple[Outcome, Unit]:
+                    context: Context, keys: dict[uuid.UUID, bytes] | None = None) -> tuple[Outcome, Unit]:
         """The access check and the handler, in the caller's transaction; the events are
-        left in the unit for the caller to write (with the audit row, `enqueue`)."""
-        unit = Unit(conn, self.schema, self.service, context, erasure_grace_seconds=self.erasure_grace_seconds)
+        left in the unit for the caller to write (with the audit row, `enqueue`). `keys`:
+        household keys the caller read for several commands at once (`household_keys`)."""
+        unit = Unit(conn, self.schema, self.service, context, erasure_grace_seconds=self.erasure_grace_seconds,
+                    keys=keys or {})
         if context.principal is not None and context.principal.bound:
             await self.authorise(conn, name, command, context.principal)
         try:
@@ -232,12 +237,13 @@ class CommandBus:
         """Every command of the poll, in order, without a savepoint each; raises at the
         first that fails (unreadable, refused, not yet known, or anything else)."""
         applied = []
-        for tp, records in batches.items():
-            for record in records:
-                context = self._kafka_context(tp, record)
-                message = self.messages.validate_json(record.value or b"")
-                outcome, unit = await self.apply(conn, message.command, message.data, context)
-                applied.append((tp, record, message.command, context, outcome, unit))
+        read = [(tp, record, self.messages.validate_json(record.value or b""))
+                for tp, records in batches.items() for record in records]
+        keys = await household_keys(conn, [message.data for *_, message in read])
+        for tp, record, message in read:
+            context = self._kafka_context(tp, record)
+            outcome, unit = await self.apply(conn, message.command, message.data, context, keys)
+            applied.append((tp, record, message.command, context, outcome, unit))
         await enqueue(conn, self.schema, [m for *_, unit in applied for m in unit.messages],
                       [self.audit_entry(name, context, outcome) for _, _, name, context, outcome, _ in applied])
         return applied
@@ -317,6 +323,13 @@ class RetryPolicy:
     def forget(self, tp: TopicPartition, offset: int) -> None:
         if self.tried:
             self.tried.pop((tp.topic, tp.partition, offset), None)
+
+
+async def household_keys(conn: asyncpg.Connection, commands: list[BaseModel]) -> dict[uuid.UUID, bytes]:
+    """The keys of the households these commands name, in one statement, to seal their
+    events with (an enrolment's household has none yet: it makes its own)."""
+    households = [h for c in commands if (h := getattr(c, "household_id", None)) is not None]
+    return await keyring.locked_keys(conn, households) if households else {}
 
 
 def _header(record: ConsumerRecord, name: str) -> str | None:

@@ -32,7 +32,7 @@ import asyncpg
 import structlog
 from pydantic import BaseModel
 
-from .commands import CommandBus, Context, Outcome, Unit
+from .commands import CommandBus, Context, Outcome, Unit, household_keys
 from .db import stateless
 from .outbox import enqueue
 
@@ -81,8 +81,9 @@ class GroupCommit:
     async def _commit(self, group: list[_Waiting]) -> None:
         done: list[tuple[_Waiting, Outcome, Unit]] = []
         async with stateless(self.pool) as conn, conn.transaction():
+            keys = await household_keys(conn, [waiting.command for waiting in group])
             for waiting in group:
-                outcome, unit = await self.bus.apply(conn, waiting.name, waiting.command, waiting.context)
+                outcome, unit = await self.bus.apply(conn, waiting.name, waiting.command, waiting.context, keys)
                 done.append((waiting, outcome, unit))
             await enqueue(conn, self.bus.schema, [m for _, _, unit in done for m in unit.messages],
                           [self.bus.audit_entry(w.name, w.context, outcome) for w, outcome, _ in done])
