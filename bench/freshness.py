@@ -9,31 +9,32 @@ commands go to `alfi.casework.commands` paced by the clock (command i is sent at
 t0 + i / RATE whatever happened before: an open loop, so a slow pipeline meets a growing
 backlog instead of a slower sender). A consumer taps `alfi.casework.events`: a command's
 acceptance time is the CloudEvent `time` of its `interview.held`, stamped in the
-transaction that accepted it. One poller asks stats `GET /v1/reports/activity?year=Y` in a
-tight loop, round robin over the years whose count is behind what the tap read, and
-records (year, time the answer arrived, interviews_held). One only: it shares stats'
-event loop with the projector and the two cores with everything.
+transaction that accepted it. One poller asks stats
+`GET /v1/reports/activity/breakdown?year=Y&by=month` in a tight loop, round robin over
+the years whose counts are behind what the tap read, and records for each month
+(year-month, time the answer arrived, interviews_held). One only: it shares stats' event
+loop with the projector and the two cores with everything.
 
 How a visibility time is determined, so that it cannot flatter. The commands go in waves
-of WAVE, wave w dated in year YEARS[w % len(YEARS)] and all for one household (one
-command partition, accepted in order): a year receives a burst of WAVE interviews, then
-nothing for len(YEARS) * WAVE / RATE seconds (4 s). A count alone does
+of WAVE (10 ms of commands), all of a wave for one household (one command partition,
+accepted in order) and dated in one month: wave w in month w % 12 + 1 of year
+YEARS[w // 12 % len(YEARS)]. A month receives a burst of WAVE interviews, then nothing
+for len(YEARS) * 12 waves (24 s), and one answer covers twelve waves. A count alone does
 not say which interviews it includes (stats applies partitions in any order), so an
 answer certifies an interview only when the count leaves no room for it to be missing:
-answer p about year Y, arriving at r_p with count c_p, certifies every interview of Y
-accepted at or before r_p if c_p >= A_Y(r_p), the number of interviews of Y accepted at
-or before r_p. (Stats' snapshot is taken before r_p, and an interview is accepted before
-stats can see it, so what the snapshot counts is among those A_Y(r_p): if it counts them
-all, each one is in.) An interview's visibility time is the arrival of the first
-answer certifying it; its latency that minus its acceptance time. Each answer's arrival
-is used, not the moment its snapshot was taken, and a wave's first interviews wait for
-the wave's last: both can only add to a latency (by a poll's round trip and by up to a
-wave's duration, 20 ms), never remove from it. The quiet gap between two waves of the same
-year is what lets counts catch up; a latency longer than it is still bounded correctly,
-only more coarsely (when casework cannot accept the rate, its partitions drift seconds
-apart, waves of one year overlap and the bound loosens: the accepted rate printed says
-so). A command not accepted DRAIN seconds after the last was sent, or an interview never
-certified, counts as missing: the figure is NOT MET.
+an answer arriving at r with count c for month M certifies every interview of M accepted
+at or before r if c >= A_M(r), the number of interviews of M accepted at or before r.
+(Stats' snapshot is taken before r, and an interview is accepted before stats can see
+it, so what the snapshot counts is among those A_M(r): if it counts them all, each one
+is in.) An interview's visibility time is the arrival of the first answer certifying it;
+its latency that minus its acceptance time. Each answer's arrival is used, not the
+moment its snapshot was taken, and a wave's first interviews wait for the wave's last:
+both can only add to a latency (by a poll's round trip and by up to a wave's duration),
+never remove from it; so can the poller's round robin over the years behind. The quiet
+gap between two waves of the same month is what lets counts catch up; a latency longer
+than it is still bounded correctly, only more coarsely. A command not accepted DRAIN
+seconds after the last was sent, or an interview never certified, counts as missing: the
+figure is NOT MET.
 
 Figures are taken over the steady state: interviews accepted after WARMUP seconds, for
 STEADY seconds. The rate accepted over that window is printed beside the target rate, so
@@ -68,7 +69,7 @@ from services.common.kafka import ensure_topics
 RATE = float(os.environ.get("BENCH_FRESHNESS_RATE", "1000"))
 WARMUP = float(os.environ.get("BENCH_FRESHNESS_WARMUP", "10"))
 STEADY = float(os.environ.get("BENCH_FRESHNESS_SECONDS", "40"))
-WAVE = 20
+WAVE = max(1, round(RATE / 100))  # 10 ms of commands: 10 at 1,000/s
 YEARS = list(range(1901, 2100))  # no one else dates anything in these years (fresh database)
 HOUSEHOLDS = 60
 DRAIN = 20.0
@@ -83,16 +84,17 @@ def enrolment() -> dict:
             "dalo_priority": False, "adults": 1, "children": 2}
 
 
-def interview(index: int, households: list[str]) -> tuple[str, int, bytes, bytes]:
-    """Command `index`: its interview id, its year, the Kafka key and value."""
-    year = YEARS[(index // WAVE) % len(YEARS)]
+def interview(index: int, households: list[str]) -> tuple[str, tuple[int, int], bytes, bytes]:
+    """Command `index`: its interview id, its (year, month), the Kafka key and value."""
+    bucket = (index // WAVE) % (len(YEARS) * 12)
+    year, month = YEARS[bucket // 12], bucket % 12 + 1
     # A wave is one household's: one command partition, accepted in one go, in order.
     household = households[(index // WAVE) % len(households)]
     interview_id = str(uuid.uuid4())
     message = {"command": "record_interview", "data": {
         "interview_id": interview_id, "household_id": household, "worker_id": "sw-017",
-        "held_on": f"{year}-06-15", "mode": "office", "topics": ["housing"], "duration_minutes": 45}}
-    return interview_id, year, household.encode(), json.dumps(message).encode()
+        "held_on": f"{year}-{month:02d}-15", "mode": "office", "topics": ["housing"], "duration_minutes": 45}}
+    return interview_id, (year, month), household.encode(), json.dumps(message).encode()
 
 
 async def tokens(database_url: str) -> tuple[str, str]:
@@ -131,11 +133,11 @@ class Run:
     """What the sender, the tap and the poller share while the load runs."""
 
     def __init__(self) -> None:
-        self.year_of: dict[str, int] = {}  # interview id -> year
-        self.tapped: collections.Counter[int] = collections.Counter()  # year -> events read by the tap
+        self.bucket_of: dict[str, tuple[int, int]] = {}  # interview id -> (year, month)
+        self.tapped: collections.Counter[tuple[int, int]] = collections.Counter()  # events read by the tap
         self.accepted: dict[str, float] = {}  # interview id -> acceptance time (CloudEvent time)
         self.published: dict[str, float] = {}  # interview id -> when the tap read its event
-        self.answers: list[tuple[int, float, int]] = []  # (year, arrival, interviews_held)
+        self.answers: list[tuple[tuple[int, int], float, int]] = []  # ((year, month), arrival, interviews_held)
         # Years whose count is behind the events the tap read, in the order they fell behind.
         self.pending: collections.deque[int] = collections.deque()
         self.queued: set[int] = set()
@@ -146,8 +148,8 @@ class Run:
     def published_event(self, interview_id: str, accepted: float, now: float) -> None:
         self.accepted[interview_id] = accepted
         self.published[interview_id] = now
-        year = self.year_of[interview_id]
-        self.tapped[year] += 1
+        year, month = self.bucket_of[interview_id]
+        self.tapped[year, month] += 1
         if year not in self.queued:
             self.queued.add(year)
             self.pending.append(year)
@@ -166,8 +168,8 @@ async def send(run: Run, bootstrap: str, households: list[str], total: int) -> t
         while index < total:
             due = min(total, int((time.time() - started) * RATE) + 1)
             run.lag_behind_clock = max(run.lag_behind_clock, time.time() - (started + index / RATE))
-            for interview_id, year, key, value in messages[index:due]:
-                run.year_of[interview_id] = year
+            for interview_id, bucket, key, value in messages[index:due]:
+                run.bucket_of[interview_id] = bucket
                 deliveries.append(await producer.send(CASEWORK_COMMANDS, value, key=key))
             index = max(index, due)
             await asyncio.sleep(max(0.0, started + index / RATE - time.time()))
@@ -185,25 +187,30 @@ async def tap(run: Run, consumer: AIOKafkaConsumer, total: int) -> None:
             for record in records:
                 event = json.loads(record.value)
                 interview_id = event["data"].get("interview_id")
-                if event["type"] == "interview.held" and interview_id in run.year_of:
+                if event["type"] == "interview.held" and interview_id in run.bucket_of:
                     run.published_event(interview_id, datetime.fromisoformat(event["time"]).timestamp(), now)
 
 
 async def poll(run: Run, client: aiohttp.ClientSession) -> None:
-    """Ask, round robin, for each year whose count is behind the events the tap read."""
+    """Ask, round robin, for each year whose counts (by month) are behind the events the tap read."""
     while not run.tap_over or run.pending:
         if not run.pending:
             await asyncio.sleep(0.001)
             continue
         year = run.pending.popleft()
         asked = time.time()
-        async with client.get("/v1/reports/activity", params={"year": year}) as response:
+        async with client.get("/v1/reports/activity/breakdown", params={"year": year, "by": "month"}) as response:
             body = await response.json()
         arrived = time.time()
         assert response.status == 200, body
         run.request_seconds.append(arrived - asked)
-        run.answers.append((year, arrived, body["interviews_held"]))
-        if body["interviews_held"] < run.tapped[year]:
+        counts = {row["month"]: row["interviews_held"] for row in body["rows"]}
+        behind = False
+        for month in range(1, 13):
+            count = counts.get(f"{year}-{month:02d}", 0)
+            run.answers.append(((year, month), arrived, count))
+            behind = behind or count < run.tapped[year, month]
+        if behind:
             run.pending.append(year)
         else:
             run.queued.discard(year)
@@ -214,20 +221,22 @@ def quantile(ordered: list[float], q: float) -> float:
 
 
 def visibility(run: Run) -> dict[str, float]:
-    """Each interview's visibility time: the arrival of the first answer about its year
-    whose count covers every interview of that year accepted by then (module docstring)."""
-    accepted_by_year: dict[int, list[float]] = collections.defaultdict(list)
+    """Each interview's visibility time: the arrival of the first answer about its month
+    whose count covers every interview of that month accepted by then (module docstring)."""
+    accepted_by_bucket: dict[tuple[int, int], list[float]] = collections.defaultdict(list)
     for interview_id, accepted in run.accepted.items():
-        accepted_by_year[run.year_of[interview_id]].append(accepted)
-    for times in accepted_by_year.values():
+        accepted_by_bucket[run.bucket_of[interview_id]].append(accepted)
+    for times in accepted_by_bucket.values():
         times.sort()
-    certified: dict[int, list[float]] = collections.defaultdict(list)  # year -> arrivals that certify
-    for year, arrived, count in run.answers:
-        if count >= bisect.bisect_right(accepted_by_year[year], arrived):
-            certified[year].append(arrived)
+    certified: dict[tuple[int, int], list[float]] = collections.defaultdict(list)  # arrivals that certify
+    for bucket, arrived, count in run.answers:
+        if count >= bisect.bisect_right(accepted_by_bucket[bucket], arrived):
+            certified[bucket].append(arrived)
+    for arrivals in certified.values():
+        arrivals.sort()
     visible = {}
     for interview_id, accepted in run.accepted.items():
-        arrivals = sorted(certified[run.year_of[interview_id]])
+        arrivals = certified[run.bucket_of[interview_id]]
         at = bisect.bisect_left(arrivals, accepted)
         if at < len(arrivals):
             visible[interview_id] = arrivals[at]
@@ -274,7 +283,7 @@ async def measure(bootstrap: str, read_token: str, households: list[str]) -> dic
         "max": quantile(latencies, 1.0),
         "published_p50": quantile(publication, 0.50), "published_p99": quantile(publication, 0.99),
         "shown_p50": quantile(shown, 0.50), "shown_p99": quantile(shown, 0.99),
-        "answers": len(run.answers), "request_ms": 1000 * statistics.median(run.request_seconds),
+        "requests": len(run.request_seconds), "request_ms": 1000 * statistics.median(run.request_seconds),
         "sender_late_ms": 1000 * run.lag_behind_clock,
     }
 
@@ -297,7 +306,7 @@ def main() -> int:
           f" {DRAIN:.0f} s after the last")
     print(f"  accepted in the measured window  {result['window_rate']:8.0f} events/s   (target rate {RATE:.0f});"
           f" over the run {result['overall_rate']:.0f} events/s")
-    print(f"  {result['answers']} report answers, median request {result['request_ms']:.1f} ms")
+    print(f"  {result['requests']} report requests (breakdown by month), median {result['request_ms']:.1f} ms")
     print(f"  acceptance -> figure changed     p50 {result['p50'] * 1000:5.0f} ms, p90 {result['p90'] * 1000:5.0f} ms,"
           f" p99 {result['p99'] * 1000:5.0f} ms, max {result['max'] * 1000:5.0f} ms"
           f"   (target p99 < {TARGET_P99 * 1000:.0f} ms)")
