@@ -62,6 +62,7 @@ import asyncpg
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
 
 from alfi_contracts.topics import CASEWORK_EVENTS, commands_topic
+from bench.intake_commands import enrolment
 from bench.stack import service
 from services.common.auth import issue_token, migrate_auth
 from services.common.kafka import ensure_topics
@@ -76,12 +77,6 @@ DRAIN = 20.0
 TARGET_P99 = 0.5
 INTAKE, CASEWORK, STATS = 18310, 18311, 18312
 CASEWORK_COMMANDS = commands_topic("casework")
-
-
-def enrolment() -> dict:
-    return {"household_id": str(uuid.uuid4()), "programme": "fnavdl", "territory": "bretagne",
-            "referent_worker_id": "sw-017", "enrolled_on": "1900-01-01", "youth": False,
-            "dalo_priority": False, "adults": 1, "children": 2}
 
 
 def interview(index: int, households: list[str]) -> tuple[str, tuple[int, int], bytes, bytes]:
@@ -109,7 +104,8 @@ async def tokens(database_url: str) -> tuple[str, str]:
 
 async def enrol_households(write_token: str, database_url: str) -> list[str]:
     """Households enrolled over HTTP, once casework has replicated them all."""
-    bodies = [enrolment() for _ in range(HOUSEHOLDS)]
+    # Enrolled before every year the interviews are dated in.
+    bodies = [{**enrolment(), "enrolled_on": "1900-01-01"} for _ in range(HOUSEHOLDS)]
     async with aiohttp.ClientSession(f"http://127.0.0.1:{INTAKE}",
                                      headers={"Authorization": f"Bearer {write_token}"}) as client:
         for body in bodies:
