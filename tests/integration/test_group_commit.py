@@ -26,8 +26,7 @@ def enrolment(household: UUID, children: int = 2) -> EnrolHousehold:
 
 async def recorded(pool, household: UUID) -> tuple[int, list[str]]:
     """The household's outbox rows and its audit outcomes."""
-    events = await pool.fetchval("SELECT count(*) FROM intake.outbox WHERE convert_from(key, 'UTF8') = $1",
-                                 str(household))
+    events = await pool.fetchval("SELECT count(*) FROM intake.outbox WHERE key = $1", str(household).encode())
     outcomes = [r["outcome"] for r in await pool.fetch(
         "SELECT outcome FROM audit.events WHERE household_id = $1 AND action = 'enrol_household' ORDER BY id",
         household)]
