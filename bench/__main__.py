@@ -14,7 +14,7 @@ import sys
 
 from bench.stack import isolated_infrastructure
 
-BENCHMARKS = ["intake_commands", "stats_rebuild"]
+BENCHMARKS = ["intake_commands", "kafka_commands", "freshness", "stats_rebuild", "stats_scale_out"]
 
 
 def main(names: list[str]) -> int:

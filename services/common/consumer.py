@@ -527,10 +527,14 @@ class TransactionalConsumer:
 
     async def _fresh(self, conn: asyncpg.Connection, batches: Batches) -> Batches:
         """The poll's records not applied yet (a restart may re-read some), positions locked."""
+        # Only the polled partitions' rows, in one order: consumers sharing the partitions
+        # (a group's members, a rebuild's workers) then wait on each other only for a
+        # partition both hold (during a rebalance), never for the whole topic.
         stored = await conn.fetch(
             "SELECT topic, partition, next_offset FROM consumer_positions"
-            " WHERE consumer = $1 AND topic = ANY($2::text[]) FOR UPDATE",
-            self.name, list({tp.topic for tp in batches}),
+            " WHERE consumer = $1 AND (topic, partition) IN (SELECT * FROM unnest($2::text[], $3::int[]))"
+            " ORDER BY topic, partition FOR UPDATE",
+            self.name, [tp.topic for tp in batches], [tp.partition for tp in batches],
         )
         floor = {TopicPartition(r["topic"], r["partition"]): r["next_offset"] for r in stored}
         return {

@@ -2,9 +2,9 @@
 
 Each poll (all partitions) is decoded and folded in memory into one row per entity
 (a household's enrolment, referent change and closure in the same poll make one row),
-then written: each table's rows copied (binary COPY) into a staging table of the session,
-then one `INSERT ... SELECT FROM staged_<table> ON CONFLICT DO UPDATE` per table, all in
-data-modifying CTEs of one statement, in the consumer's transaction with the positions.
+then written with one statement: an `INSERT ... SELECT ... ON CONFLICT DO UPDATE` per table,
+all in data-modifying CTEs, from arrays of parameters or, for a large poll, from staging
+tables it was copied into (`Writer`), in the consumer's transaction with the positions.
 (Two CTEs of one statement must not touch the same row, hence the merge per entity.)
 
 Why replays and reordering change nothing: every statement merges facts into the
@@ -19,7 +19,6 @@ compared in SQL against the stored one.
 from __future__ import annotations
 
 import asyncio
-import functools
 from collections import defaultdict
 from dataclasses import dataclass, field
 from collections.abc import Awaitable, Callable
@@ -284,41 +283,63 @@ async def column_types(conn: asyncpg.Connection) -> dict[str, dict[str, str]]:
     return types
 
 
-def staging(types: dict[str, dict[str, str]]) -> str:
-    """This session's staging tables, one per upsert, created if missing: a poll is copied
-    into them (binary COPY) and merged from them in one statement. Emptied at each commit."""
-    return "\n".join(
-        f"CREATE TEMP TABLE IF NOT EXISTS staged_{table}"
-        f" ({', '.join(f'{c} {types[table][c]}' for c in columns)}) ON COMMIT DELETE ROWS;"
-        for table, (columns, _, _) in UPSERTS.items())
+# From how many rows a poll is copied (binary COPY into staging tables, then merged)
+# rather than sent as arrays of parameters: asyncpg checks each array element's type in
+# Python (~15% of a rebuild's CPU), while staging costs a few round trips and a TRUNCATE
+# per table (~1 ms each: nothing for 5,000 rows, most of the time of a live poll of ten).
+COPY_FROM_ROWS = 1000
 
 
-@functools.cache
-def merge(tables: tuple[str, ...]) -> str:
-    """One statement upserting the staged rows of `tables` into theirs."""
-    parts = []
-    for table in tables:
-        columns, key, assignments = UPSERTS[table]
-        names = ", ".join(columns)
-        parts.append(f"{table}_ AS (INSERT INTO {table} ({names}) SELECT {names} FROM pg_temp.staged_{table}"
-                     f" ON CONFLICT ({key}) DO UPDATE SET {assignments})")
-    return "WITH " + ",\n ".join(parts) + "\nSELECT 1"
+class Writer:
+    """How a poll's rows are written into the tables on the search_path: one statement
+    upserting every table's rows (`INSERT ... SELECT ... ON CONFLICT DO UPDATE` per table,
+    as data-modifying CTEs), from arrays of parameters or, for a large poll, from this
+    session's staging tables (`pg_temp.staged_<table>`, emptied again in the transaction)."""
 
+    def __init__(self, types: dict[str, dict[str, str]]) -> None:
+        self.types = types  # each column's SQL type
+        self.staging = "\n".join(
+            f"CREATE TEMP TABLE IF NOT EXISTS staged_{table}"
+            f" ({', '.join(f'{c} {types[table][c]}' for c in columns)});"
+            for table, (columns, _, _) in UPSERTS.items())
+        self._merges: dict[tuple[tuple[str, ...], bool], str] = {}
 
-async def write(conn: asyncpg.Connection, rows: dict[str, dict[Any, list]], create_staging: str) -> None:
-    """The poll's rows, copied into the staging tables and merged in one statement, in the
-    caller's transaction (binary COPY encodes each value once, where arrays of parameters
-    checked every element's type in Python: ~15% of a rebuild's CPU)."""
-    tables = tuple(table for table in UPSERTS if rows.get(table))
-    if not tables:
-        return
-    if not conn.is_in_transaction():
-        raise RuntimeError("a poll is written in the consumer's transaction (the staging tables empty at commit)")
-    await conn.execute(create_staging)
-    for table in tables:
-        await conn.copy_records_to_table(f"staged_{table}", schema_name="pg_temp", columns=UPSERTS[table][0],
-                                         records=rows[table].values())
-    await conn.execute(merge(tables))
+    def merge(self, tables: tuple[str, ...], staged: bool) -> str:
+        """The statement for `tables`' rows: parameters in UPSERTS' column order, table
+        after table, or none (`staged`)."""
+        sql = self._merges.get((tables, staged))
+        if sql is None:
+            parts, n = [], 0
+            for table in tables:
+                columns, key, assignments = UPSERTS[table]
+                names = ", ".join(columns)
+                if staged:
+                    source = f"pg_temp.staged_{table}"
+                else:
+                    arrays = [f"${n + k}::{self.types[table][c]}[]" for k, c in enumerate(columns, 1)]
+                    n += len(columns)
+                    source = f"unnest({', '.join(arrays)}) AS v({names})"
+                parts.append(f"{table}_ AS (INSERT INTO {table} ({names}) SELECT {names} FROM {source}"
+                             f" ON CONFLICT ({key}) DO UPDATE SET {assignments})")
+            sql = self._merges[(tables, staged)] = "WITH " + ",\n ".join(parts) + "\nSELECT 1"
+        return sql
+
+    async def write(self, conn: asyncpg.Connection, rows: dict[str, dict[Any, list]]) -> None:
+        tables = tuple(table for table in UPSERTS if rows.get(table))
+        if not tables:
+            return
+        if sum(len(rows[table]) for table in tables) < COPY_FROM_ROWS:
+            await conn.execute(self.merge(tables, staged=False),
+                               *(list(column) for table in tables for column in zip(*rows[table].values(), strict=True)))
+            return
+        await conn.execute(self.staging)
+        for table in tables:
+            await conn.copy_records_to_table(f"staged_{table}", schema_name="pg_temp", columns=UPSERTS[table][0],
+                                             records=rows[table].values())
+        await conn.execute(self.merge(tables, staged=True))
+        # Only the tables used (one left with ON COMMIT DELETE ROWS would truncate all of
+        # them at every commit: 18 ms a live poll, measured).
+        await conn.execute("TRUNCATE " + ", ".join(f"pg_temp.staged_{table}" for table in tables))
 
 
 # How many records `prepare` decodes between two turns of the event loop: small, so that
@@ -459,7 +480,7 @@ class Projector:
         self.keys = KeyCache()
         self.before = before
         self.on_dead_letter = on_dead_letter
-        self.staging: str | None = None  # built from the tables' column types on first use
+        self.writer: Writer | None = None  # made from the tables' column types on first use
 
     async def prepare(self, batches: Batches) -> Prepared:
         rows: dict[str, dict[Any, list]] = defaultdict(dict)
@@ -504,9 +525,9 @@ class Projector:
     async def apply(self, conn: asyncpg.Connection, prepared: Prepared) -> None:
         if self.before:
             await self.before(conn)
-        if self.staging is None:
-            self.staging = staging(await column_types(conn))
-        await write(conn, prepared.rows, self.staging)
+        if self.writer is None:
+            self.writer = Writer(await column_types(conn))
+        await self.writer.write(conn, prepared.rows)
         if prepared.households or prepared.situations:
             await forget(conn, list(prepared.households), prepared.situations)
         for topic, newest in prepared.rows.get("freshness", {}).values():

@@ -14,7 +14,7 @@ from aiokafka.structs import ConsumerRecord
 
 from alfi_contracts import encode, events as ev, make_event
 from alfi_contracts.envelope import read
-from services.stats.projector import FOLDS, UPSERTS, Projector, merge, staging
+from services.stats.projector import FOLDS, UPSERTS, Projector, Writer
 from tests.integration.events import cancelled, closed, escalated, household, interview
 
 T0 = datetime(2023, 5, 1, tzinfo=UTC)
@@ -112,14 +112,17 @@ def test_personal_facts_read_without_their_key_are_unknown_not_dropped():
                                                      None, None, None]
 
 
-def test_every_table_is_staged_with_every_column_in_order_and_merged_from_its_staging():
-    types = {table: {c: "text" for c in columns} for table, (columns, _, _) in UPSERTS.items()}
-    ddl = staging(types)
+def test_a_poll_is_merged_from_arrays_in_column_order_or_from_staging_tables():
+    writer = Writer({table: {c: "text" for c in columns} for table, (columns, _, _) in UPSERTS.items()})
     for table, (columns, _, _) in UPSERTS.items():
-        assert f"staged_{table} ({', '.join(f'{c} text' for c in columns)}) ON COMMIT DELETE ROWS" in ddl
-    sql = merge(("interviews", "freshness"))
-    assert sql.count("INSERT INTO") == 2 and "FROM pg_temp.staged_interviews ON CONFLICT (interview_id)" in sql
-    assert "staged_households" not in sql
+        assert f"staged_{table} ({', '.join(f'{c} text' for c in columns)});" in writer.staging
+    staged = writer.merge(("interviews", "freshness"), staged=True)
+    assert staged.count("INSERT INTO") == 2 and "FROM pg_temp.staged_interviews ON CONFLICT (interview_id)" in staged
+    assert "$1" not in staged and "staged_households" not in staged
+    arrays = writer.merge(("interviews", "freshness"), staged=False)
+    count = len(UPSERTS["interviews"][0]) + len(UPSERTS["freshness"][0])
+    assert f"${count}::text[]" in arrays and f"${count + 1}" not in arrays
+    assert "unnest($1::text[], $2::text[]" in arrays and "staged_" not in arrays
 
 
 async def test_freshness_rows_come_in_topic_order_whatever_the_poll_s_order():
