@@ -138,7 +138,7 @@ class Runtime:
             self.consumers.append(
                 TransactionalConsumer(self.pool, f"alfi-{name}-commands", [commands_topic(name)],
                                       self.settings.kafka, self.bus.handle_kafka_batch, dead_letter=dead_letter,
-                                      full_history=False))
+                                      full_history=False, max_records=self.settings.command_max_records))
         if self.definition.replicates_households:
             self.consumers.append(
                 TransactionalConsumer(self.pool, f"alfi-{name}-households", [INTAKE_EVENTS],

@@ -43,6 +43,10 @@ class ServiceSettings(BaseSettings):
     # before its dead letter: 14 tries span about 4 minutes, longer than a broker restart
     # (the enrolment cannot reach the replica meanwhile; a chaos run showed 15 s is not).
     command_retry_attempts: int = Field(14, ge=1)
+    # Kafka commands applied per transaction. Their events are stamped as each is applied
+    # but published only once the poll commits: 500 made the publication delay ~0.8 s at
+    # 600 commands/s (bench/kafka_commands.py, bench/freshness.py).
+    command_max_records: int = Field(200, ge=1, le=5000)
     command_retry_base_seconds: float = Field(0.5, gt=0)
     # An erasure stops everything at once but deletes the household's key (after which
     # nothing sealed of it opens) only this much later, so that consumers still apply
