@@ -416,8 +416,9 @@ FORGET = """
 WITH gone AS (SELECT household_id FROM stats.anonymised_households WHERE household_id = ANY($1::uuid[])),
 s AS (DELETE FROM situations WHERE household_id IN (SELECT household_id FROM gone) RETURNING situation_id),
 es AS (INSERT INTO erased_situations (situation_id) SELECT situation_id FROM s ON CONFLICT DO NOTHING),
-v AS (DELETE FROM reviews WHERE situation_id IN (SELECT situation_id FROM s)
-        OR situation_id IN (SELECT situation_id FROM erased_situations WHERE situation_id = ANY($2::uuid[]))),
+v AS (DELETE FROM reviews WHERE situation_id IN (  -- one set: with none, reviews is not read at all
+        SELECT situation_id FROM s
+        UNION ALL SELECT situation_id FROM erased_situations WHERE situation_id = ANY($2::uuid[]))),
 sd AS (DELETE FROM situation_details WHERE household_id IN (SELECT household_id FROM gone)),
 i AS (DELETE FROM interviews WHERE household_id IN (SELECT household_id FROM gone)),
 c AS (DELETE FROM closures WHERE household_id IN (SELECT household_id FROM gone)),
