@@ -9,7 +9,7 @@ PY := $(VENV)/bin/python
 DEVSTACK := $(PY) deploy/local/devstack.py
 INSTALLED := $(VENV)/.installed
 
-.PHONY: print-bilan chromium positions install run test test-unit infra infra-down status schemas token tokens revoke-token audit bench demo prometheus dead-letters redrive rebuild chaos retention freeze verify-bilan
+.PHONY: helm crd-schemas print-bilan chromium positions install run test test-unit infra infra-down status schemas token tokens revoke-token audit bench demo prometheus dead-letters redrive rebuild chaos retention freeze verify-bilan
 
 install: $(INSTALLED)
 
@@ -108,7 +108,7 @@ chaos: install
 
 ## Every test: unit, integration (real Kafka and PostgreSQL) and end-to-end.
 ## pytest's exit code 5 (no test collected) is a failure, not a pass.
-test: install
+test: install helm
 	@$(PY) -m pytest $(PYTEST_ARGS); rc=$$?; \
 	if [ $$rc -eq 5 ]; then echo "make test: pytest collected no test" >&2; exit 1; fi; exit $$rc
 
@@ -127,3 +127,18 @@ status:
 ## Re-export contracts/schemas/ and contracts/asyncapi.json after changing a model.
 schemas: install
 	$(PY) -m alfi_contracts.export
+
+## Helm, built once from its Go module into .local/ (tests/unit/test_deploy_helm.py renders
+## deploy/helm/alfi with it). Cold (no Go module or build cache) it takes minutes; then nothing.
+HELM_VERSION := v3.22.0
+HELM := .local/helm/$(HELM_VERSION)/helm
+helm: $(HELM)
+
+$(HELM):
+	@command -v go >/dev/null || { echo "Go is required to build Helm (https://go.dev/dl/)" >&2; exit 1; }
+	GOBIN=$(CURDIR)/$(dir $(HELM)) go install helm.sh/helm/v3/cmd/helm@$(HELM_VERSION)
+
+## Re-vendor the operators' CRD schemas the chart is validated against (network: the Go
+## module proxy and Maven Central; Java and Maven for Strimzi's): deploy/helm/crd-schemas/.
+crd-schemas: install
+	$(PY) deploy/helm/crd-schemas/fetch.py
