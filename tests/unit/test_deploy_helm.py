@@ -403,9 +403,18 @@ def test_each_service_writes_only_its_own_topics_and_reads_what_it_consumes(obje
         assert all(group.startswith(prefix) for group in expected["groups"])
         env = {e["name"]: e for e in container(objects, name)["env"]}
         assert env["ALFI_KAFKA_SASL_USERNAME"] == {"name": "ALFI_KAFKA_SASL_USERNAME", "value": f"alfi-{name}"}
-    upstream = users["alfi-upstream"]
+    assert set(users) == {f"alfi-{name}" for name in DEFINITIONS}, "no other Kafka user unless asked for"
+
+
+def test_an_upstream_producer_may_only_write_commands_from_its_namespace():
+    objects = rendered(VALUES_FILES[0], "--set", "kafka.upstreamUser.enabled=true")
+    upstream = of_kind(objects, "KafkaUser")["alfi-upstream"]
     assert {n for kind, n, _, ops in acls(upstream) if "Write" in ops} == {commands_topic(s) for s in SERVICES}
     assert not any("Read" in ops for *_, ops in acls(upstream))
+    [kafka] = of_kind(objects, "Kafka").values()
+    [listener] = kafka["spec"]["kafka"]["listeners"]
+    assert listener["networkPolicyPeers"][-1] == {
+        "namespaceSelector": {"matchLabels": {"alfi.io/kafka-producer": "true"}}}
 
 
 def test_postgresql_is_three_instances_and_its_secret_feeds_database_url(objects):
