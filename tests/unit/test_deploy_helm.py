@@ -503,7 +503,7 @@ def test_services_are_scraped_as_the_local_prometheus_does(objects):
 
 
 def test_the_dashboard_is_a_configmap_for_grafanas_sidecar(objects):
-    dashboard = of_kind(objects, "ConfigMap")["alfi-alfi-dashboard"]
+    dashboard = of_kind(objects, "ConfigMap")["alfi-dashboard"]
     assert dashboard["metadata"]["labels"]["grafana_dashboard"] == "1"
     source = json.loads((REPO / "deploy" / "grafana" / "dashboards" / "alfi.json").read_text())
     assert json.loads(dashboard["data"]["alfi.json"]) == source
