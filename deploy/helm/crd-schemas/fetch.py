@@ -6,7 +6,7 @@ Prometheus operator: fetched from the Go module proxy, the module zip's CRD file
 Strimzi publishes no CRD file to a registry that works here: its `api` jar (Maven
 Central) holds the annotated model classes Strimzi's own build turns into CRDs with its
 `crd-generator` (same registry), so this script runs that generator (Maven resolves both,
-Java runs it) on the API version the Strimzi operator release is built from.
+Java runs it) on the API classes of Strimzi 0.51.0.
 
 Written: one `<plural>.<group>.json` per CRD, `{"source", "kind", "versions": {version:
 openAPIV3Schema}}` for the served versions the chart uses, descriptions dropped (size).
@@ -41,9 +41,10 @@ GO_MODULE_CRDS = [
      "example/prometheus-operator-crd/monitoring.coreos.com_prometheusrules.yaml", ["v1"]),
 ]
 
-# Strimzi 0.51.0's API classes and the generator its build uses (crd-generator 0.45.0,
-# the last release that runs on Java 17; 1.x needs Java 21). v1 is the API version the
-# chart uses (served since Strimzi 0.49, the only one from 1.0 on).
+# Strimzi 0.51.0's API classes (Java 11 bytecode) and crd-generator 0.45.0, the newest
+# generator on Maven Central that runs on this machine's Java 17 (1.x needs Java 21; the
+# api 1.x classes too). v1 is the API version the chart uses (served since Strimzi 0.49,
+# the only one from 1.0 on).
 STRIMZI_API = "0.51.0"
 STRIMZI_CRD_GENERATOR = "0.45.0"
 STRIMZI_CLASSES = {
