@@ -134,3 +134,12 @@ async def reconcile_anonymised(conn: asyncpg.Connection) -> None:
                        f" FROM {BASE}.anonymised_households ON CONFLICT (household_id) DO NOTHING")
     await forget(conn, [r["household_id"] for r in await conn.fetch(
         f"SELECT household_id FROM {BASE}.anonymised_households")])
+    await conn.execute(FORGET_REVIEWS)
+
+
+# A meeting's review of a situation erased by a concurrent transaction: the meeting (keyed
+# by its own id) and the situation's household are in different partitions, so two
+# consumers sharing the partitions (a rebuild's workers, a group's members) can apply them
+# at once, each missing the other's uncommitted row. Run at a rebuild's switch and with
+# every anonymisation round (projector.finalise).
+FORGET_REVIEWS = "DELETE FROM reviews r USING erased_situations e WHERE r.situation_id = e.situation_id"

@@ -36,6 +36,8 @@ from services.common.keyring import KeyCache
 from services.common.metrics import ERASURES_ANONYMISED, ERASURES_PENDING, PROJECTION_LAST_EVENT
 from services.common.outbox import enqueue
 
+from . import generations
+
 # A newer referent candidate (date, then event time) replaces the stored one.
 _NEWER_REFERENT = (
     "EXCLUDED.referent_since IS NOT NULL AND (households.referent_since IS NULL"
@@ -455,6 +457,7 @@ async def finalise(pool: asyncpg.Pool, grace_seconds: float) -> int:
         await conn.execute(f'SET LOCAL search_path TO "stats_g{int(generation)}", stats, public')
         pending = await conn.fetchval(f"SELECT count(*) FROM ({PENDING}) AS pending")
         ERASURES_PENDING.set(pending)
+        await conn.execute(generations.FORGET_REVIEWS)
         if not pending or not await conn.fetch(DUE, float(grace_seconds)):
             return 0
         if await conn.fetchval("SELECT current FROM stats.generation FOR UPDATE") != generation:

@@ -65,8 +65,9 @@ class TruncatedHistory(RuntimeError):
                          " the rebuild stopped and the current generation stays in use")
 
 
-# A worker process's exit status when its partitions no longer start at offset 0.
-TRUNCATED = 3
+# A worker process's exit status when its partitions no longer start at offset 0, and
+# when its parent (the rebuild) is gone.
+TRUNCATED, ORPHANED = 3, 4
 
 
 def _consumer(settings: ServiceSettings, pool: asyncpg.Pool, target: int, topics: tuple[str, ...],
@@ -135,13 +136,17 @@ async def _fill_in_processes(settings: ServiceSettings, pool: asyncpg.Pool, targ
     # events of every topic (keyed alike) go to one worker, and only the per-topic
     # freshness rows are written by several.
     shares = [[tp for tp in sorted(ends) if tp.partition % workers == i] for i in range(workers)]
-    processes = [await asyncio.create_subprocess_exec(
-        sys.executable, "-m", "services.stats.rebuild", "--worker", str(target), group,
-        ",".join(f"{tp.topic}:{tp.partition}" for tp in share),
-        env={**os.environ, **settings.as_environment()}, stdin=asyncio.subprocess.DEVNULL,
-        start_new_session=True) for share in shares if share]
-    peaks = [0.0] * len(processes)
+    processes: list[asyncio.subprocess.Process] = []
+    peaks: list[float] = []
     try:
+        for share in shares:
+            if share:
+                processes.append(await asyncio.create_subprocess_exec(
+                    sys.executable, "-m", "services.stats.rebuild", "--worker", str(target), group,
+                    ",".join(f"{tp.topic}:{tp.partition}" for tp in share),
+                    env={**os.environ, **settings.as_environment()}, stdin=asyncio.subprocess.DEVNULL,
+                    start_new_session=True))
+                peaks.append(0.0)
         async with pool.acquire() as conn:
             await conn.execute(f"SET search_path TO {generations.search_path(target)}")
             while True:
@@ -174,7 +179,9 @@ async def _fill_in_processes(settings: ServiceSettings, pool: asyncpg.Pool, targ
 
 async def work(settings: ServiceSettings, target: int, group: str, partitions: list[TopicPartition]) -> int:
     """One worker of a rebuild in processes: project `partitions` into `target` until
-    SIGTERM (0), or until one is found truncated (TRUNCATED)."""
+    SIGTERM (0), until one is found truncated (TRUNCATED), or until its parent is gone
+    (ORPHANED: killed without stopping it; its generation is dropped by the next rebuild)."""
+    parent = os.getppid()
     pool = await create_pool(settings, generations.BASE)
     topics = tuple(dict.fromkeys(tp.topic for tp in partitions))
     consumer = _consumer(settings, pool, target, topics, group, partitions)
@@ -186,6 +193,8 @@ async def work(settings: ServiceSettings, target: int, group: str, partitions: l
             if consumer.gaps:
                 print(TruncatedHistory(consumer.gaps), file=sys.stderr)
                 return TRUNCATED
+            if os.getppid() != parent:
+                return ORPHANED
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(stop.wait(), timeout=0.2)
         if task.done():
@@ -262,10 +271,17 @@ def main() -> int:
         return run_like_a_service(work(settings, int(target), group, partitions))
     configure_logging("stats-rebuild", settings.log_level, settings.log_format)
     quiet = "--json" in sys.argv
+
+    async def stoppable() -> dict:
+        # SIGTERM (kill, an orchestrator) unwinds like Ctrl-C: the workers are stopped and
+        # the unfinished generation dropped.
+        asyncio.get_running_loop().add_signal_handler(signal.SIGTERM, asyncio.current_task().cancel)
+        return await rebuild(settings, progress=None if quiet else
+                             lambda n: print(f"\r{n} events", end="", file=sys.stderr),
+                             workers=settings.rebuild_workers)
+
     try:
-        result = run_like_a_service(rebuild(settings, progress=None if quiet else
-                                            lambda n: print(f"\r{n} events", end="", file=sys.stderr),
-                                            workers=settings.rebuild_workers))
+        result = run_like_a_service(stoppable())
     except TruncatedHistory as error:
         print(f"\nrebuild refused: {error}", file=sys.stderr)
         return 1

@@ -252,3 +252,28 @@ async def test_a_rebuild_in_several_processes_gives_exactly_the_projection_of_on
     later = e.household(date(y, 6, 1))
     await e.publish(platform.bootstrap, [later, e.closed(later.household_id, date(y, 12, 1))])
     await settle(platform, y, households_followed=13)
+
+
+async def test_reconciling_forgets_a_review_whose_situation_was_erased_by_a_concurrent_transaction(platform):
+    """Two consumers sharing the partitions may apply a meeting's review and its situation's
+    erasure at once, neither seeing the other's row: the switch (and each anonymisation
+    round) deletes such reviews."""
+    from uuid import uuid4
+
+    from services.stats import generations
+
+    runtime = platform.runtimes["stats"]
+    scratch = 9_999
+    async with runtime.pool.acquire() as conn:
+        await generations.prepare(conn, scratch, fresh=True)
+        try:
+            async with conn.transaction():
+                await conn.execute(f"SET LOCAL search_path TO {generations.search_path(scratch)}")
+                meeting, erased, kept = uuid4(), uuid4(), uuid4()
+                await conn.execute("INSERT INTO reviews (meeting_id, situation_id, decision)"
+                                   " VALUES ($1, $2, 'monitor'), ($1, $3, 'monitor')", meeting, erased, kept)
+                await conn.execute("INSERT INTO erased_situations (situation_id) VALUES ($1)", erased)
+                await generations.reconcile_anonymised(conn)
+                assert [r["situation_id"] for r in await conn.fetch("SELECT situation_id FROM reviews")] == [kept]
+        finally:
+            await conn.execute(f'DROP SCHEMA "{generations.schema_of(scratch)}" CASCADE')
