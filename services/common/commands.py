@@ -233,20 +233,28 @@ class CommandBus:
             self.accepted(name, context, outcome, unit)
         return {}
 
+    async def apply_all(self, conn: asyncpg.Connection,
+                        commands: list[tuple[str, BaseModel, Context]]) -> list[tuple[Outcome, Unit]]:
+        """(name, command, context)s in order in the caller's transaction, without a
+        savepoint each, their households' keys read at once and their events and audit
+        rows written in one statement; raises at the first that fails. A Kafka poll's
+        single pass and an HTTP group (group_commit.py)."""
+        keys = await household_keys(conn, [command for _, command, _ in commands])
+        done = [await self.apply(conn, name, command, context, keys) for name, command, context in commands]
+        await enqueue(conn, self.schema, [m for _, unit in done for m in unit.messages],
+                      [self.audit_entry(name, context, outcome)
+                       for (name, _, context), (outcome, _) in zip(commands, done, strict=True)])
+        return done
+
     async def apply_poll(self, conn: asyncpg.Connection, batches: Batches) -> list[tuple]:
         """Every command of the poll, in order, without a savepoint each; raises at the
         first that fails (unreadable, refused, not yet known, or anything else)."""
-        applied = []
         read = [(tp, record, self.messages.validate_json(record.value or b""))
                 for tp, records in batches.items() for record in records]
-        keys = await household_keys(conn, [message.data for *_, message in read])
-        for tp, record, message in read:
-            context = self._kafka_context(tp, record)
-            outcome, unit = await self.apply(conn, message.command, message.data, context, keys)
-            applied.append((tp, record, message.command, context, outcome, unit))
-        await enqueue(conn, self.schema, [m for *_, unit in applied for m in unit.messages],
-                      [self.audit_entry(name, context, outcome) for _, _, name, context, outcome, _ in applied])
-        return applied
+        commands = [(message.command, message.data, self._kafka_context(tp, record)) for tp, record, message in read]
+        done = await self.apply_all(conn, commands)
+        return [(tp, record, name, context, outcome, unit) for (tp, record, _), (name, _, context), (outcome, unit)
+                in zip(read, commands, done, strict=True)]
 
     @staticmethod
     def _kafka_context(tp: TopicPartition, record: ConsumerRecord) -> Context:

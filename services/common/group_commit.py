@@ -37,9 +37,8 @@ import structlog
 from pydantic import BaseModel
 
 from . import faults
-from .commands import CommandBus, Context, Outcome, Unit, household_keys
+from .commands import CommandBus, Context, Outcome, Unit
 from .db import stateless
-from .outbox import enqueue
 
 log = structlog.get_logger("alfi.commands")
 
@@ -101,19 +100,13 @@ class GroupCommit:
 
     async def _commit(self, group: list[_Waiting]) -> list[tuple[_Waiting, Outcome, Unit]]:
         """Run and commit the group; `_Unknown` when PostgreSQL is away or the COMMIT failed."""
-        done: list[tuple[_Waiting, Outcome, Unit]] = []
         try:
             async with stateless(self.pool) as conn:
                 transaction = conn.transaction()
                 await transaction.start()
                 try:
-                    keys = await household_keys(conn, [waiting.command for waiting in group])
-                    for waiting in group:
-                        outcome, unit = await self.bus.apply(conn, waiting.name, waiting.command, waiting.context,
-                                                             keys)
-                        done.append((waiting, outcome, unit))
-                    await enqueue(conn, self.bus.schema, [m for _, _, unit in done for m in unit.messages],
-                                  [self.bus.audit_entry(w.name, w.context, outcome) for w, outcome, _ in done])
+                    applied = await self.bus.apply_all(conn, [(w.name, w.command, w.context) for w in group])
+                    done = [(waiting, outcome, unit) for waiting, (outcome, unit) in zip(group, applied, strict=True)]
                 except BaseException:
                     await transaction.rollback()
                     raise

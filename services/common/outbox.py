@@ -144,14 +144,6 @@ async def sealed_event(
     return event_message(topic, event, data)
 
 
-async def emit(
-    conn: asyncpg.Connection, schema: str, topic: str, data: EventData,
-    correlation_id: str | None, causation_id: str | None, key: bytes | None = None,
-) -> None:
-    """Record one domain event in the outbox, in the caller's transaction, sealed."""
-    await enqueue(conn, schema, [await sealed_event(conn, topic, data, correlation_id, causation_id, key)])
-
-
 @dataclass(frozen=True)
 class Refusal:
     """Why Kafka will never take a row: a closed `kind` (a metric label) and a `detail`
