@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import functools
 import os
 import sys
 from collections.abc import Sequence
@@ -69,6 +70,7 @@ COLUMNS = tuple(f.name for f in fields(Entry))
 _TYPES = {"household_id": "uuid"}  # every other column is text
 
 
+@functools.cache
 def insert_many_sql(first: int = 1) -> str:
     """The INSERT of rows given as one array per column (`columns_of`), its parameters
     numbered from `first`: part of a larger statement (outbox.enqueue writes commands'
@@ -81,8 +83,6 @@ def columns_of(entries: Sequence[Entry]) -> list[list[Any]]:
     return [[getattr(entry, name) for entry in entries] for name in COLUMNS]
 
 
-_INSERT = (f"INSERT INTO audit.events ({', '.join(COLUMNS)})"
-           f" VALUES ({', '.join(f'${i}' for i in range(1, len(COLUMNS) + 1))})")
 
 
 def rejected(kind: str) -> str:
@@ -94,7 +94,7 @@ async def migrate_audit(conn: asyncpg.Connection) -> None:
 
 
 async def record(conn: asyncpg.Connection | asyncpg.Pool, entry: Entry) -> None:
-    await conn.execute(_INSERT, *(getattr(entry, name) for name in COLUMNS))
+    await conn.execute(insert_many_sql(), *columns_of([entry]))
 
 
 async def record_quietly(pool: asyncpg.Pool, entry: Entry) -> None:

@@ -63,7 +63,7 @@ from services.common.settings import ServiceSettings
 from . import bilan, generations, reports
 from .answers import FIGURES_EXAMPLE
 from .projector import Projector
-from .routes import EVENT_TOPICS, READ, report_id
+from .routes import READ, report_id
 
 FREEZE = Authorised("reports:freeze")
 TABLE = f"{generations.BASE}.frozen_years"
@@ -268,7 +268,7 @@ def routes(runtime) -> APIRouter:  # noqa: ANN001 - the service's Runtime
 
         async def act() -> dict:
             authorise_report(principal, None)
-            return await freeze(pool, conn, year, await runtime.end_offsets(EVENT_TOPICS), principal.label)
+            return await freeze(pool, conn, year, await runtime.end_offsets(generations.EVENT_TOPICS), principal.label)
 
         # The audit row commits with the record, as a command's does (audit.py).
         async with pool.acquire() as conn, conn.transaction():
@@ -441,7 +441,7 @@ async def freeze_from_cli(settings: ServiceSettings, year: int) -> dict[str, Any
     context = Context.caused_by(f"cli:{uuid.uuid4()}", None, actor=actor)
     pool = await open_pool(settings)
     try:
-        ends = await end_offsets(settings.kafka, EVENT_TOPICS)
+        ends = await end_offsets(settings.kafka, generations.EVENT_TOPICS)
 
         def entry(outcome: str) -> audit.Entry:
             return replace(context.audit_entry("stats", "freeze_report", outcome), object_id=report_id("frozen", year))

@@ -51,8 +51,6 @@ from services.common.settings import ServiceSettings
 from . import generations
 from .projector import Projector
 
-EVENT_TOPICS = generations.EVENT_TOPICS
-
 
 class TruncatedHistory(RuntimeError):
     """A topic no longer holds its whole history: the rebuild stops without switching."""
@@ -209,7 +207,7 @@ async def work(settings: ServiceSettings, target: int, group: str, partitions: l
         await pool.close()
 
 
-async def rebuild(settings: ServiceSettings, progress=None, topics: tuple[str, ...] = EVENT_TOPICS,  # noqa: ANN001
+async def rebuild(settings: ServiceSettings, progress=None, topics: tuple[str, ...] = generations.EVENT_TOPICS,  # noqa: ANN001
                   workers: int = 1) -> dict:
     """Fill the next generation from offset 0 of `topics` (with `workers` processes when
     more than one), then switch to it."""

@@ -44,7 +44,6 @@ from .page import render_bilan, render_funder, render_quality
 T = TypeVar("T")
 READ = Authorised("reports:read")
 QUALITY = "reports:quality"  # with reports:read: the data-quality report's ids
-EVENT_TOPICS = generations.EVENT_TOPICS
 Year = Annotated[int, Query(ge=1900, le=2100, description="calendar year, e.g. 2023")]
 ProgrammeFilter = Annotated[Programme | None, Query()]
 TerritoryFilter = Annotated[Slug | None, Query()]
@@ -247,7 +246,7 @@ async def projection_state(conn: asyncpg.Connection, runtime) -> dict:  # noqa: 
         "SELECT topic, partition, next_offset FROM consumer_positions WHERE consumer = $1"
         " ORDER BY topic, partition", generations.PROJECTOR)
     freshness = await conn.fetch("SELECT topic, last_event_time, applied_at FROM freshness ORDER BY topic")
-    ends = await runtime.end_offsets(EVENT_TOPICS)
+    ends = await runtime.end_offsets(generations.EVENT_TOPICS)
     stored = {(r["topic"], r["partition"]): r["next_offset"] for r in positions}
     keys = sorted(set(stored) | set(ends))
     return {

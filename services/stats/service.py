@@ -19,7 +19,6 @@ from . import freeze, generations, quality
 from .projector import Projector, finalise
 from .routes import routes as report_routes
 
-EVENT_TOPICS = generations.EVENT_TOPICS
 log = structlog.get_logger("alfi.stats")
 
 
@@ -37,7 +36,7 @@ def consumers(runtime: Runtime) -> list[TransactionalConsumer]:
 
     projection = Projector(generations.BASE, runtime.pool, before=follow_generation)
     return [TransactionalConsumer(
-        runtime.pool, generations.PROJECTOR, EVENT_TOPICS, runtime.settings.kafka,
+        runtime.pool, generations.PROJECTOR, generations.EVENT_TOPICS, runtime.settings.kafka,
         projection.apply, prepare=projection.prepare, max_records=5000,
         dead_letter=dead_letter_writer(generations.BASE),
         search_path=lambda: generations.search_path(runtime.extras["generation"]),
@@ -88,7 +87,7 @@ DEFINITION = ServiceDefinition(
     routes=routes,
     consumers=consumers,
     on_start=on_start,
-    publishes=tuple(dead_letter_topic(t) for t in EVENT_TOPICS),
+    publishes=tuple(dead_letter_topic(t) for t in generations.EVENT_TOPICS),
     ready_when_caught_up=True,
     background=lambda runtime: [anonymise_erased(runtime), count_data_quality(runtime)],
     description="Reporting read models built from every service's events, and the reports API.",
